@@ -41,7 +41,9 @@ def open_binary(source: Source) -> Iterator[IO[bytes]]:
         with source.open("rb") as handle:
             yield handle
     else:
-        raise TypeError(f"Cannot read a batch file from {type(source).__name__}: give a path, a stream or a storage path")
+        raise TypeError(
+            f"Cannot read a batch file from {type(source).__name__}: give a path, a stream or a storage path"
+        )
 
 
 def source_size(source: Source) -> int | None:
