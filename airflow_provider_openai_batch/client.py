@@ -1,0 +1,508 @@
+"""Sync and async HTTP clients for the Files and Batches API over httpx (floor 1: no Airflow import).
+
+Both clients share one :class:`ClientConfig` (auth, base URL, timeouts), one
+:class:`~airflow_provider_openai_batch.retry.RetryPolicy` and one way of turning a
+response into a model or an :class:`OpenAIAPIError`; they differ only in how a request
+is sent. Uploads stream the file in 64 KiB chunks (httpx multipart), downloads stream
+lines, and nothing here ever puts the API key in a repr, a log line or an error.
+
+The async client is built for the triggerer: all triggers of one connection in one
+process share a few small connection pools (:meth:`AsyncOpenAIBatchClient.shared`),
+because one pool with ~1,000 connections spends milliseconds of CPU per request on
+its own bookkeeping and stalls the event loop, while 8 pools of 8 connections cost
+about a millisecond (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import itertools
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
+
+import httpx
+import tenacity
+from pydantic import BaseModel
+
+from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
+from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.sources import Source, is_file_like, open_binary, source_filename
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+USER_AGENT = "airflow-provider-openai-batch"
+M = TypeVar("M", bound=BaseModel)
+CANCEL_FINAL = frozenset({409})
+"""A 409 on cancel means the batch is already terminal: final, not transient."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything needed to talk to one account. The key never shows in ``repr``."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    organization: str | None = None
+    project: str | None = None
+    auth_header: str = "bearer"
+    """``bearer`` (OpenAI, most compatible services) or ``api-key`` (Azure OpenAI key auth)."""
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ValueError("An OpenAI API key is required (the connection's password field is empty)")
+        object.__setattr__(self, "base_url", (self.base_url or DEFAULT_BASE_URL).rstrip("/"))
+
+    def headers(self) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self.auth_header == "api-key":
+            headers["api-key"] = self.api_key
+        else:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        return headers
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+
+    @property
+    def identity(self) -> str:
+        """A digest naming this account + endpoint, safe to use as a dict key or log (no key inside)."""
+        raw = "\0".join([self.api_key, self.base_url, self.organization or "", self.project or "", self.auth_header])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+# Responses -> models or errors ---------------------------------------------------------------
+
+
+def _parse_retry_after(headers: httpx.Headers) -> float | None:
+    """``retry-after-ms`` (SDK extension), then ``Retry-After`` seconds or HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return float(millis) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def error_from_response(response: httpx.Response, method: str, path: str) -> OpenAIAPIError:
+    """Map an error response to one exception carrying status, code, param, message and request id."""
+    message, code, param, err_type = "", None, None, None
+    try:
+        body = response.json()
+        detail = body.get("error", body) if isinstance(body, dict) else {}
+        if isinstance(detail, dict):
+            message = str(detail.get("message") or "")
+            code, param, err_type = detail.get("code"), detail.get("param"), detail.get("type")
+        else:
+            message = str(detail)
+    except (ValueError, UnicodeDecodeError):
+        message = response.text[:500]
+    error = OpenAIAPIError(
+        message or response.reason_phrase or "error",
+        status_code=response.status_code,
+        code=code,
+        param=param,
+        type=err_type,
+        request_id=response.headers.get("x-request-id"),
+        method=method,
+        path=path,
+        retry_after=_parse_retry_after(response.headers),
+    )
+    should_retry = response.headers.get("x-should-retry")
+    error.should_retry = {"true": True, "false": False}.get((should_retry or "").lower())  # type: ignore[attr-defined]
+    return error
+
+
+def transport_error(exc: httpx.TransportError, method: str, path: str) -> OpenAITransportError:
+    """Wrap an httpx transport failure; a connect failure means the server never saw the request."""
+    not_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    kind = type(exc).__name__
+    return OpenAITransportError(f"{kind}: {exc}", request_sent=not not_sent, method=method, path=path)
+
+
+def _check(response: httpx.Response, method: str, path: str) -> httpx.Response:
+    if response.is_success:
+        return response
+    raise error_from_response(response, method, path)
+
+
+def _model(model: type[M], response: httpx.Response) -> M:
+    return model.model_validate_json(response.content)
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield complete lines (without the newline) from a stream of byte chunks."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending.rstrip(b"\r")
+
+
+def _batch_body(
+    input_file_id: str,
+    endpoint: str,
+    completion_window: str,
+    metadata: dict[str, str] | None,
+    output_expires_after: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "input_file_id": input_file_id,
+        "endpoint": endpoint,
+        "completion_window": completion_window,
+    }
+    if metadata:
+        body["metadata"] = metadata
+    if output_expires_after is not None:
+        body["output_expires_after"] = {"anchor": "created_at", "seconds": int(output_expires_after)}
+    return body
+
+
+def _list_params(after: str | None, limit: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": limit}
+    if after:
+        params["after"] = after
+    return params
+
+
+# Sync client -----------------------------------------------------------------------------------
+
+
+class OpenAIBatchClient:
+    """Blocking client for workers: upload, create, inspect, cancel, list, download, delete."""
+
+    def __init__(self, config: ClientConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        self._http = httpx.Client(
+            base_url=config.base_url + "/",
+            headers=config.headers(),
+            timeout=config.httpx_timeout(),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIBatchClient(base_url={self.config.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OpenAIBatchClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, method, "/" + path) from None
+        return _check(response, method, "/" + path)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        final_statuses: frozenset[int] = frozenset(),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with the shared retry policy; ``idempotent=False`` only retries unsent requests."""
+        policy = self.config.retry.tenacity_kwargs(
+            idempotent=idempotent, what=f"{method} /{path}", final_statuses=final_statuses
+        )
+        retrying = tenacity.Retrying(**policy)
+        return retrying(self._send_once, method, path, **kwargs)
+
+    # Files
+
+    def upload_file(
+        self,
+        source: Source,
+        purpose: str = "batch",
+        *,
+        filename: str | None = None,
+        expires_after: int | None = None,
+    ) -> FileObject:
+        """Upload ``source`` as multipart, streamed from disk or object storage in 64 KiB chunks.
+
+        Each attempt reopens a path or storage path; a caller's stream is rewound when it
+        is seekable and otherwise sent once (it cannot be replayed).
+        """
+        name = filename or source_filename(source)
+        data: dict[str, str] = {"purpose": purpose}
+        if expires_after is not None:
+            data["expires_after[anchor]"] = "created_at"
+            data["expires_after[seconds]"] = str(int(expires_after))
+        replayable = not is_file_like(source) or _seekable(source)
+        start = source.tell() if is_file_like(source) and replayable else 0
+
+        def attempt() -> httpx.Response:
+            if is_file_like(source) and replayable:
+                source.seek(start)
+            with open_binary(source) as handle:
+                files = {"file": (name, handle, "application/jsonl")}
+                return self._send_once("POST", "files", data=data, files=files)
+
+        policy = self.config.retry
+        kwargs = policy.tenacity_kwargs(idempotent=True, what="POST /files")
+        if not replayable:
+            kwargs["stop"] = tenacity.stop_after_attempt(1)
+        response = tenacity.Retrying(**kwargs)(attempt)
+        return _model(FileObject, response)
+
+    def get_file(self, file_id: str) -> FileObject:
+        return _model(FileObject, self.request("GET", f"files/{file_id}"))
+
+    def delete_file(self, file_id: str) -> FileDeleted:
+        return _model(FileDeleted, self.request("DELETE", f"files/{file_id}"))
+
+    def list_files(
+        self, *, purpose: str | None = None, limit: int = 100, after: str | None = None, order: str = "desc"
+    ) -> ListPage[FileObject]:
+        params = {**_list_params(after, limit), "order": order}
+        if purpose:
+            params["purpose"] = purpose
+        return _model(ListPage[FileObject], self.request("GET", "files", params=params))
+
+    def iter_file_lines(self, file_id: str) -> Iterator[bytes]:
+        """Stream a file's lines as bytes, never holding the file in memory.
+
+        A connection dropped mid-file is retried with the shared policy: the download
+        restarts and the lines already yielded are skipped, so callers see each line once.
+        """
+        yielded = 0
+        retries_taken = 0
+        path = f"files/{file_id}/content"
+        while True:
+            try:
+                with self._http.stream("GET", path, headers={"Accept": "application/binary"}) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise error_from_response(response, "GET", "/" + path)
+                    for index, line in enumerate(_split_lines(response.iter_bytes())):
+                        if index >= yielded:
+                            yielded += 1
+                            yield line
+                return
+            except httpx.TransportError as exc:
+                error: OpenAIAPIError = transport_error(exc, "GET", "/" + path)
+            except OpenAIAPIError as exc:
+                error = exc
+            policy = self.config.retry
+            retries_taken += 1
+            if retries_taken >= policy.max_attempts or not policy.should_retry(error):
+                raise error
+            delay = policy.delay(error, retries_taken - 1)
+            log.warning("Retrying download of %s in %.1fs after: %s", file_id, delay, error)
+            time.sleep(delay)
+
+    # Batches
+
+    def create_batch(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str = "24h",
+        metadata: dict[str, str] | None = None,
+        output_expires_after: int | None = None,
+    ) -> Batch:
+        """Create a batch. Not idempotent: only a request that never left is retried."""
+        body = _batch_body(input_file_id, endpoint, completion_window, metadata, output_expires_after)
+        return _model(Batch, self.request("POST", "batches", json=body, idempotent=False))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        return _model(Batch, self.request("GET", f"batches/{batch_id}"))
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        return _model(Batch, self.request("POST", f"batches/{batch_id}/cancel", final_statuses=CANCEL_FINAL))
+
+    def list_batches(self, *, after: str | None = None, limit: int = 100) -> ListPage[Batch]:
+        return _model(ListPage[Batch], self.request("GET", "batches", params=_list_params(after, limit)))
+
+    def iter_batches(self, *, page_size: int = 100, max_items: int | None = None) -> Iterator[Batch]:
+        """Newest first, following ``after`` = the last item's id until ``has_more`` is false."""
+        after: str | None = None
+        seen = 0
+        while True:
+            page = self.list_batches(after=after, limit=page_size)
+            for batch in page.data:
+                yield batch
+                seen += 1
+                if max_items is not None and seen >= max_items:
+                    return
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+# Async client ----------------------------------------------------------------------------------
+
+
+class _SharedPools:
+    """Small httpx pools shared by every async client of one account in one event loop.
+
+    Keyed by the running loop (a pool belongs to the loop that opened its connections)
+    and by :attr:`ClientConfig.identity`; requests are spread round-robin over the shards.
+    """
+
+    def __init__(self, shards: int = 8, connections_per_shard: int = 8) -> None:
+        self.shards = shards
+        self.connections_per_shard = connections_per_shard
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _PoolSet]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, config: ClientConfig) -> _PoolSet:
+        loop = asyncio.get_running_loop()
+        pools = self._by_loop.setdefault(loop, {})
+        pool_set = pools.get(config.identity)
+        if pool_set is None:
+            limits = httpx.Limits(
+                max_connections=self.connections_per_shard, max_keepalive_connections=self.connections_per_shard
+            )
+            clients = [
+                httpx.AsyncClient(
+                    base_url=config.base_url + "/",
+                    headers=config.headers(),
+                    timeout=config.httpx_timeout(),
+                    limits=limits,
+                )
+                for _ in range(self.shards)
+            ]
+            pool_set = pools[config.identity] = _PoolSet(clients)
+        return pool_set
+
+    def count(self) -> int:
+        """How many pool sets exist in the running loop (for tests and benchmarks)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return 0
+        return len(self._by_loop.get(loop, {}))
+
+
+class _PoolSet:
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
+        self._next = itertools.cycle(range(len(clients)))
+
+    def pick(self) -> httpx.AsyncClient:
+        return self.clients[next(self._next)]
+
+
+SHARED_POOLS = _SharedPools()
+
+
+class AsyncOpenAIBatchClient:
+    """Non-blocking client for triggers: the calls a poll loop needs, with the same retry policy."""
+
+    def __init__(self, config: ClientConfig, *, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._own = http is None
+        self._http = http
+        self._pools: _PoolSet | None = None
+
+    @classmethod
+    def shared(cls, config: ClientConfig) -> AsyncOpenAIBatchClient:
+        """A client drawing on the process-wide pools of ``config``'s account (call inside the loop)."""
+        client = cls(config)
+        client._pools = SHARED_POOLS.get(config)
+        client._own = False
+        return client
+
+    def __repr__(self) -> str:
+        return f"AsyncOpenAIBatchClient(base_url={self.config.base_url!r})"
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._pools is not None:
+            return self._pools.pick()
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.config.base_url + "/", headers=self.config.headers(), timeout=self.config.httpx_timeout()
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._own and self._http is not None:
+            await self._http.aclose()
+
+    async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client().request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, method, "/" + path) from None
+        return _check(response, method, "/" + path)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        final_statuses: frozenset[int] = frozenset(),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        policy = self.config.retry.tenacity_kwargs(
+            idempotent=idempotent, what=f"{method} /{path}", final_statuses=final_statuses
+        )
+        retrying = tenacity.AsyncRetrying(**policy)
+        return await retrying(self._send_once, method, path, **kwargs)
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return _model(Batch, await self.request("GET", f"batches/{batch_id}"))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        return _model(Batch, await self.request("POST", f"batches/{batch_id}/cancel", final_statuses=CANCEL_FINAL))
+
+    async def list_batches(self, *, after: str | None = None, limit: int = 100) -> ListPage[Batch]:
+        return _model(ListPage[Batch], await self.request("GET", "batches", params=_list_params(after, limit)))
+
+    async def iter_batches(self, *, page_size: int = 100, max_items: int | None = None) -> AsyncIterator[Batch]:
+        after: str | None = None
+        seen = 0
+        while True:
+            page = await self.list_batches(after=after, limit=page_size)
+            for batch in page.data:
+                yield batch
+                seen += 1
+                if max_items is not None and seen >= max_items:
+                    return
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id

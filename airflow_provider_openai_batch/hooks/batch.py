@@ -1,0 +1,180 @@
+"""OpenAIBatchHook: an Airflow connection turned into the Files/Batches clients (floor 2).
+
+The connection (type ``openai_batch``, default id ``openai_default``):
+password = API key; host = base URL including ``/v1`` (empty = ``https://api.openai.com/v1``);
+extra ``organization``, ``project``, and optionally ``auth_header`` (``api-key`` for Azure
+OpenAI key auth), ``timeout`` (seconds), ``max_retries``, ``max_outage`` (seconds the
+trigger tolerates an unreachable API).
+
+Inside a trigger the connection is looked up with the async API so the triggerer's
+event loop never blocks, and every trigger of one connection in the process shares a
+few small connection pools (no TLS handshake per poll).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_openai_batch.client import (
+    DEFAULT_BASE_URL,
+    AsyncOpenAIBatchClient,
+    ClientConfig,
+    OpenAIBatchClient,
+)
+from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
+from airflow_provider_openai_batch.results import ResultRecord, iter_results
+from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.sources import Source
+
+
+def base_url_from(host: str | None, port: int | None = None, schema: str | None = None) -> str:
+    """Accept ``http(s)://host[:port]/v1`` as typed in the UI, or a bare host from a connection URI."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" in host:
+        return host.rstrip("/")
+    netloc = f"{host}:{port}" if port else host
+    path = (schema or "v1").strip("/")
+    return f"https://{netloc}/{path}"
+
+
+def config_from_connection(conn: Any) -> ClientConfig:
+    """Build the client configuration from an Airflow ``Connection`` (sync or async lookup)."""
+    extra = conn.extra_dejson or {}
+    policy = RetryPolicy()
+    if extra.get("max_retries") is not None:
+        policy = RetryPolicy(max_attempts=int(extra["max_retries"]) + 1)
+    if not conn.password:
+        raise ValueError(
+            f"Connection {conn.conn_id!r} has no API key: put the key in the connection's password (API Key) field"
+        )
+    return ClientConfig(
+        api_key=conn.password,
+        base_url=base_url_from(conn.host, conn.port, conn.schema),
+        organization=extra.get("organization") or None,
+        project=extra.get("project") or None,
+        auth_header=extra.get("auth_header") or "bearer",
+        timeout=float(extra.get("timeout") or 60.0),
+        retry=policy,
+    )
+
+
+class OpenAIBatchHook(BaseHook):
+    """Talks to the OpenAI Files and Batches API for one Airflow connection.
+
+    Sync methods (for workers): ``upload_file``, ``create_batch``, ``get_batch``,
+    ``cancel_batch``, ``list_batches``, ``get_file``, ``delete_file``, ``iter_file_lines``,
+    ``test_connection``. Async methods (for triggers): ``aget_batch``, ``acancel_batch``.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "openai_default"
+    conn_type = "openai_batch"
+    hook_name = "OpenAI Batch"
+
+    def __init__(self, conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self._async_config: ClientConfig | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIBatchHook(conn_id={self.conn_id!r})"
+
+    # Configuration
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        return config_from_connection(self.get_connection(self.conn_id))
+
+    async def aconfig(self) -> ClientConfig:
+        """The configuration, looked up without blocking the event loop (cached per hook)."""
+        if self._async_config is None:
+            conn = await self.aget_connection(self.conn_id)
+            self._async_config = config_from_connection(conn)
+        return self._async_config
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    @property
+    def max_outage(self) -> float | None:
+        """Extra ``max_outage``: seconds of unreachable API a wait tolerates (None = the default)."""
+        value = (self.get_connection(self.conn_id).extra_dejson or {}).get("max_outage")
+        return float(value) if value is not None else None
+
+    # Clients
+
+    @cached_property
+    def client(self) -> OpenAIBatchClient:
+        return OpenAIBatchClient(self.config)
+
+    def get_conn(self) -> OpenAIBatchClient:
+        return self.client
+
+    async def aclient(self) -> AsyncOpenAIBatchClient:
+        return AsyncOpenAIBatchClient.shared(await self.aconfig())
+
+    # Files
+
+    def upload_file(self, source: Source, purpose: str = "batch", *, expires_after: int | None = None) -> FileObject:
+        return self.client.upload_file(source, purpose, expires_after=expires_after)
+
+    def get_file(self, file_id: str) -> FileObject:
+        return self.client.get_file(file_id)
+
+    def delete_file(self, file_id: str) -> FileDeleted:
+        return self.client.delete_file(file_id)
+
+    def iter_file_lines(self, file_id: str) -> Iterator[bytes]:
+        return self.client.iter_file_lines(file_id)
+
+    # Batches
+
+    def create_batch(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str = "24h",
+        metadata: dict[str, str] | None = None,
+        output_expires_after: int | None = None,
+    ) -> Batch:
+        return self.client.create_batch(input_file_id, endpoint, completion_window, metadata, output_expires_after)
+
+    def get_batch(self, batch_id: str) -> Batch:
+        return self.client.get_batch(batch_id)
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        return self.client.cancel_batch(batch_id)
+
+    def list_batches(self, *, after: str | None = None, limit: int = 100) -> ListPage[Batch]:
+        return self.client.list_batches(after=after, limit=limit)
+
+    async def aget_batch(self, batch_id: str) -> Batch:
+        return await (await self.aclient()).get_batch(batch_id)
+
+    async def acancel_batch(self, batch_id: str) -> Batch:
+        return await (await self.aclient()).cancel_batch(batch_id)
+
+    # Results
+
+    def iter_results(self, batch_ids: str | list[str], *, input_source: Source | None = None) -> Iterator[ResultRecord]:
+        """Merged, classified results (joined by custom_id, streamed) for ``@task`` code."""
+        ids = [batch_ids] if isinstance(batch_ids, str) else list(batch_ids)
+        batches = [self.get_batch(batch_id) for batch_id in ids]
+        return iter_results(batches, self.iter_file_lines, input_source=input_source)
+
+    # UI
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (list one batch), for the UI's Test button."""
+        try:
+            self.client.list_batches(limit=1)
+        except Exception as error:
+            return False, str(error)
+        return True, f"Connected to {self.config.base_url}"

@@ -1,0 +1,150 @@
+"""OpenAIBatchTrigger: waits for a batch in the triggerer, async all the way down (floor 3).
+
+Each poll is one non-blocking HTTP request on a pool shared by every trigger of the
+same connection in the process; the connection is looked up with the async API. The
+deadline ``end_time`` is wall-clock epoch seconds, so a triggerer restart resumes the
+same deadline instead of starting a new one. Transient API errors are waited out (up
+to an outage budget); a permanent one (401, 404) ends the wait at once. Exactly one
+event is yielded; its payload carries everything ``execute_complete`` needs (also the
+``carry`` dict the task hands in), because ``dag.test()`` resumes a task with the
+event alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
+from airflow_provider_openai_batch.models import Batch
+from airflow_provider_openai_batch.polling import OutageBudget, ProgressTracker, decide, event_payload
+
+DEFAULT_MAX_OUTAGE = 1800.0
+
+
+class OpenAIBatchTrigger(BaseTrigger):
+    """Polls ``batch_id`` every ``poll_interval`` seconds until it is terminal or ``end_time`` passes.
+
+    :param batch_id: the batch to watch.
+    :param conn_id: the ``openai_batch`` connection (only its id is serialized, never the key).
+    :param poll_interval: seconds between polls.
+    :param end_time: wall-clock deadline (``time.time()`` based); None waits until the batch ends.
+    :param cancel_on_kill: cancel the batch when a user kills the deferred task (Airflow 3.3+).
+    :param max_outage: seconds of consecutive transient errors tolerated before giving up.
+    :param carry: JSON-safe values echoed in the event (state the task needs when it resumes).
+    """
+
+    def __init__(
+        self,
+        batch_id: str,
+        conn_id: str = OpenAIBatchHook.default_conn_name,
+        poll_interval: float = 60.0,
+        end_time: float | None = None,
+        *,
+        cancel_on_kill: bool = False,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
+        carry: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_id = batch_id
+        self.conn_id = conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = end_time
+        self.cancel_on_kill = cancel_on_kill
+        self.max_outage = float(max_outage)
+        self.carry = carry or {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "batch_id": self.batch_id,
+                "conn_id": self.conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "cancel_on_kill": self.cancel_on_kill,
+                "max_outage": self.max_outage,
+                "carry": self.carry,
+            },
+        )
+
+    def _event(self, batch: Batch | None, status: str, message: str) -> TriggerEvent:
+        payload = event_payload(batch, status, message, batch_id=self.batch_id)
+        payload["carry"] = self.carry
+        return TriggerEvent(payload)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = OpenAIBatchHook(self.conn_id)
+        budget = OutageBudget(max_outage=self.max_outage)
+        progress = ProgressTracker()
+        batch: Batch | None = None
+        while True:
+            try:
+                batch = await hook.aget_batch(self.batch_id)
+            except Exception as error:
+                decision = budget.on_error(error, now=time.time(), batch_id=self.batch_id)
+                if decision.finished:
+                    self.log.error(decision.message)
+                    yield self._event(batch, "error", decision.message)
+                    return
+                self.log.warning(decision.message)
+                if self.end_time is not None and time.time() >= self.end_time:
+                    message = f"Timed out waiting for batch {self.batch_id} while the API was failing: {error}"
+                    yield self._event(batch, "timeout", message)
+                    return
+            else:
+                budget.on_success()
+                line = progress.update(batch)
+                if line:
+                    self.log.info(line)
+                decision = decide(batch, now=time.time(), end_time=self.end_time)
+                if decision.finished:
+                    self.log.info(decision.message)
+                    yield self._event(batch, decision.status or "error", decision.message)
+                    return
+            await asyncio.sleep(self._next_sleep())
+
+    def _next_sleep(self) -> float:
+        if self.end_time is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, self.end_time - time.time()))
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task (mark failed / clear / mark success): stop paying for it."""
+        if not self.cancel_on_kill:
+            return
+        hook = OpenAIBatchHook(self.conn_id)
+        try:
+            batch = await hook.acancel_batch(self.batch_id)
+            self.log.info("Task killed: cancelled batch %s (now %s)", self.batch_id, batch.status.value)
+        except Exception as error:
+            self.log.warning("Task killed, but cancelling batch %s failed: %s", self.batch_id, error)
+
+
+class OpenAIBatchResubmitTrigger(BaseTrigger):
+    """Sleeps until ``resume_at`` (epoch seconds), then hands ``carry`` back to the task.
+
+    Used to wait out a full enqueued-token queue without holding a worker; the deadline
+    is wall-clock so a triggerer restart does not lengthen the wait.
+    """
+
+    def __init__(self, resume_at: float, carry: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.resume_at = float(resume_at)
+        self.carry = carry or {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"resume_at": self.resume_at, "carry": self.carry},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        delay = self.resume_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield TriggerEvent({"status": "resubmit", "carry": self.carry})
