@@ -32,5 +32,5 @@ if (REPO / "example_dags" / "data").is_dir():
     shutil.copytree(REPO / "example_dags" / "data", DAGS_FOLDER / "data")
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
