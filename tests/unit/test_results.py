@@ -253,6 +253,24 @@ def test_a_batch_listed_twice_is_merged_once():
     assert len(list(merge.lines())) == 1 and merge.duplicates == 0 and merge.batch_ids == ["b1"]
 
 
+def test_custom_id_is_read_wherever_it_sits_in_the_input_line(tmp_path):
+    input_file = tmp_path / "in.jsonl"
+    input_file.write_bytes(
+        b'{"body": {"custom_id": "decoy"}, "method": "POST", "custom_id": "last"}\n'
+        b'  {"custom_id" : "quote\\"d", "body": {}}\r\n'
+        b"\n"
+        b'{"custom_id":"caf\\u00e9","body":{}}'
+    )
+    files = Files({"o": [ok("caf\u00e9"), ok('quote"d'), ok("last")]})
+    records = list(iter_results([make_batch("b1", out="o")], files, input_source=input_file))
+
+    assert [(r.custom_id, r.status) for r in records] == [
+        ("last", "succeeded"),
+        ('quote"d', "succeeded"),
+        ("caf\u00e9", "succeeded"),
+    ]
+
+
 def test_an_input_file_that_is_not_a_batch_input_is_refused(tmp_path):
     bad = tmp_path / "in.jsonl"
     bad.write_bytes(dumps({"custom_id": "a"}) + dumps({"no": "id"}))
@@ -308,15 +326,28 @@ def two_batches() -> tuple[list[Batch], Files]:
     usage_2 = {"input_tokens": 10, "output_tokens": 3, "total_tokens": 13}
     batches = [
         make_batch(
-            "b1", "expired", out="o1", err="e1", model="gpt-4o-mini-2024-07-18", usage=usage_1,
-            created_at=1_700_000_000, in_progress_at=1_700_000_010, expired_at=1_700_086_400,
+            "b1",
+            "expired",
+            out="o1",
+            err="e1",
+            model="gpt-4o-mini-2024-07-18",
+            usage=usage_1,
+            created_at=1_700_000_000,
+            in_progress_at=1_700_000_010,
+            expired_at=1_700_086_400,
         ),
         make_batch(
-            "b2", "completed", out="o2", err="e2", model="gpt-4o-mini-2024-07-18", usage=usage_2,
-            created_at="2023-11-14T22:13:10Z", completed_at=1_700_000_600,
+            "b2",
+            "completed",
+            out="o2",
+            err="e2",
+            model="gpt-4o-mini-2024-07-18",
+            usage=usage_2,
+            created_at="2023-11-14T22:13:10Z",
+            completed_at=1_700_000_600,
         ),
         make_batch("b3", "failed", created_at=1_700_000_100, failed_at=1_700_000_200),
-    ]  # fmt: skip
+    ]
     return batches, files
 
 
