@@ -2,8 +2,8 @@
 
 The worker computes extra links after each run (also one that ends in deferral) from
 XCom, so the operator and the sensor push ``batch_url`` as soon as they know the batch.
-They push it only for OpenAI's own API: a batch on Azure or another compatible service
-has no page on platform.openai.com, and the link then stays empty.
+The URL is empty for a batch that is not on OpenAI's own API (Azure or another compatible
+service has no page on platform.openai.com): the button then leads nowhere.
 """
 
 from __future__ import annotations

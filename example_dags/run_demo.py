@@ -83,7 +83,7 @@ def main() -> int:
 
         print(f"AIRFLOW_HOME={home}\nTarget: {target}\nMigrating the Airflow DB ...", flush=True)
         db.initdb()
-        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         if bag.import_errors:
             print(bag.import_errors)
             return 1

@@ -205,8 +205,8 @@ class OpenAIBatchOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key="batch_id", value=batch.id)
         url = dashboard_url(batch.id, self.hook.base_url)
+        ti.xcom_push(key=LINK_XCOM_KEY, value=url or "")
         if url:
-            ti.xcom_push(key=LINK_XCOM_KEY, value=url)
             self.log.info("Follow it at %s", url)
 
     # Wait

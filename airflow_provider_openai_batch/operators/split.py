@@ -25,14 +25,14 @@ class OpenAIBatchSplitOperator(BaseOperator):
     :param source: the big JSONL (local path, storage URI or ObjectStoragePath). Templated.
     :param destination: a folder (local, or shared storage for distributed workers). Templated.
     :param endpoint: the batch endpoint every line targets. Templated.
-    :param max_requests: requests per shard (API limit 50,000).
+    :param max_requests: requests per shard (API limit 50,000). Templated (e.g. from params).
     :param max_bytes: bytes per shard (API limit 209,715,200).
     :param max_embedding_inputs: embedding inputs per shard (API limit 50,000).
     :param max_tokens_per_shard: optional estimated-token budget per shard, to stay under the
         organisation's enqueued-token limit.
     """
 
-    template_fields: Sequence[str] = ("source", "destination", "endpoint")
+    template_fields: Sequence[str] = ("source", "destination", "endpoint", "max_requests", "max_tokens_per_shard")
     ui_color = "#10a37f"
     ui_fgcolor = "#ffffff"
 
@@ -42,10 +42,10 @@ class OpenAIBatchSplitOperator(BaseOperator):
         source: Any,
         destination: Any,
         endpoint: str = "/v1/chat/completions",
-        max_requests: int = 50_000,
+        max_requests: int | str = 50_000,
         max_bytes: int = 209_715_200,
         max_embedding_inputs: int = 50_000,
-        max_tokens_per_shard: int | None = None,
+        max_tokens_per_shard: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,10 +62,10 @@ class OpenAIBatchSplitOperator(BaseOperator):
             resolve_location(self.source),
             resolve_location(self.destination),
             self.endpoint,
-            max_requests=self.max_requests,
-            max_bytes=self.max_bytes,
-            max_embedding_inputs=self.max_embedding_inputs,
-            max_tokens_per_shard=self.max_tokens_per_shard,
+            max_requests=int(self.max_requests),
+            max_bytes=int(self.max_bytes),
+            max_embedding_inputs=int(self.max_embedding_inputs),
+            max_tokens_per_shard=int(self.max_tokens_per_shard) if self.max_tokens_per_shard else None,
         )
         self.log.info("Split %s into %d shard(s) under %s", self.source, len(shards), self.destination)
         return shards

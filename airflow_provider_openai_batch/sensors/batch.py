@@ -68,9 +68,7 @@ class OpenAIBatchSensor(BaseSensorOperator):
         return OpenAIBatchHook(self.conn_id)
 
     def execute(self, context: Any) -> Any:
-        url = dashboard_url(self.batch_id, self.hook.base_url)
-        if url:
-            context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url)
+        context["ti"].xcom_push(key=LINK_XCOM_KEY, value=dashboard_url(self.batch_id, self.hook.base_url) or "")
         if not self.deferrable:
             return super().execute(context)
         batch = self.hook.get_batch(self.batch_id)

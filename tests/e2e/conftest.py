@@ -24,13 +24,28 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(
-        api_key=TEST_KEY, validating_seconds=0.2, in_progress_seconds=0.6, finalizing_seconds=0.1
-    ) as server:
+def fake_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    """A fresh fake server per test; ``@pytest.mark.fake_server(**options)`` passes constructor options."""
+    marker = request.node.get_closest_marker("fake_server")
+    options = {"validating_seconds": 0.2, "in_progress_seconds": 0.6, "finalizing_seconds": 0.1}
+    options.update(marker.kwargs if marker else {})
+    with FakeOpenAIServer(api_key=TEST_KEY, **options) as server:
         conn = {"conn_type": "openai_batch", "password": TEST_KEY, "host": server.url, "extra": {"max_retries": 12}}
         monkeypatch.setenv("AIRFLOW_CONN_OPENAI_DEFAULT", json.dumps(conn))
         yield server
+
+
+@pytest.fixture
+def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
+    """Everything the run printed or logged so far: stdout, stderr and the log records pytest captured."""
+    seen: list[str] = []
+
+    def _read() -> str:
+        captured = capfd.readouterr()
+        seen.append(captured.out + captured.err)
+        return "".join(seen) + caplog.text
+
+    return _read
 
 
 @dataclass
@@ -65,12 +80,11 @@ def run_dag(airflow_db: None):
     """Run a DAG from the DAGs folder with dag.test() and report its state, task states and XComs."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
     def _run(dag_id: str, conf: dict[str, Any] | None = None) -> DagResult:
-        assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
-        assert dag is not None, f"DAG {dag_id} not found"
+        assert dag is not None, f"DAG {dag_id} not found; import errors: {bag.import_errors}"
         run = dag.test(run_conf=conf or {})
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         return DagResult(state=str(run.state), run_id=run.run_id, dag_id=dag_id, ti_states=states)
