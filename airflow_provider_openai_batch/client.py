@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
@@ -254,8 +253,9 @@ class OpenAIBatchClient:
     ) -> FileObject:
         """Upload ``source`` as multipart, streamed from disk or object storage in 64 KiB chunks.
 
-        Each attempt reopens a path or storage path; a caller's stream is rewound when it
-        is seekable and otherwise sent once (it cannot be replayed).
+        Each attempt reopens a path or storage path. A caller's stream is sent from its
+        current position; it is rewound there for a retry when it is seekable, and otherwise
+        sent once (it cannot be replayed).
         """
         name = filename or source_filename(source)
         data: dict[str, str] = {"purpose": purpose}
@@ -269,7 +269,8 @@ class OpenAIBatchClient:
             if is_file_like(source) and replayable:
                 source.seek(start)
             with open_binary(source) as handle:
-                files = {"file": (name, handle, "application/jsonl")}
+                body = _FromPosition(handle, start) if start else handle
+                files = {"file": (name, body, "application/jsonl")}
                 return self._send_once("POST", "files", data=data, files=files)
 
         policy = self.config.retry
@@ -364,6 +365,28 @@ class OpenAIBatchClient:
             after = page.data[-1].id
 
 
+class _FromPosition:
+    """A view of a seekable stream that begins at ``start``.
+
+    httpx's multipart field seeks its file to 0 and sizes it from the end; this view makes
+    "0" mean the caller's position, so bytes the caller already read past are not sent.
+    """
+
+    def __init__(self, stream: IO[bytes], start: int) -> None:
+        self._stream = stream
+        self._start = start
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset + self._start if whence == 0 else offset
+        return self._stream.seek(target, whence) - self._start
+
+    def tell(self) -> int:
+        return self._stream.tell() - self._start
+
+
 def _seekable(stream: IO[bytes]) -> bool:
     try:
         return bool(stream.seekable())
@@ -384,12 +407,11 @@ class _SharedPools:
     def __init__(self, shards: int = 8, connections_per_shard: int = 8) -> None:
         self.shards = shards
         self.connections_per_shard = connections_per_shard
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _PoolSet]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._by_loop: dict[asyncio.AbstractEventLoop, dict[str, _PoolSet]] = {}
 
     def get(self, config: ClientConfig) -> _PoolSet:
         loop = asyncio.get_running_loop()
+        self._forget_closed_loops()
         pools = self._by_loop.setdefault(loop, {})
         pool_set = pools.get(config.identity)
         if pool_set is None:
@@ -407,6 +429,15 @@ class _SharedPools:
             ]
             pool_set = pools[config.identity] = _PoolSet(clients)
         return pool_set
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the pools of loops that have finished (``asyncio.run``, ``dag.test()``'s inline triggers).
+
+        A weak mapping cannot do this: the pools' connections reference their loop, so the
+        loop would stay alive through its own value. Their sockets close when collected.
+        """
+        for loop in [loop for loop in self._by_loop if loop.is_closed()]:
+            del self._by_loop[loop]
 
     def count(self) -> int:
         """How many pool sets exist in the running loop (for tests and benchmarks)."""

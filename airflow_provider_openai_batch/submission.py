@@ -119,6 +119,8 @@ def submit_once(
         if found is not None and reattachable(found, fingerprint):
             log.warning("Create failed (%s) but the server had made batch %s: re-attaching", last_error, found.id)
             return Submission(found, reattached=True, uploaded_file_id=file_id)
+        if attempt + 1 == max_create_attempts:
+            break
         delay = policy.delay(last_error, attempt)
         log.warning("Create batch failed (%s); no batch was made; trying again in %.1fs", last_error, delay)
         sleep(delay)

@@ -4,8 +4,9 @@ Typical nightly shape: ``OpenAIBatchOperator(wait_for_completion=False)`` submit
 frees the worker, the sensor waits (deferred by default, through the same trigger as
 the operator; poke and reschedule modes use the same poll decision), and on
 ``completed`` returns ``output_file_id``. Expired batches push their partial file ids
-before failing, so a downstream task with a trigger rule can still land them. The
-sensor does not own the batch: killing it or timing out does not cancel the batch.
+before failing, so a downstream task with a trigger rule can still land them. Such
+final outcomes fail without retries (the batch will not change its mind). The sensor
+does not own the batch: killing it or timing out does not cancel the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_openai_batch.exceptions import BatchTerminalError
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
 from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url
@@ -25,6 +28,8 @@ from airflow_provider_openai_batch.outcome import check_outcome, xcom_values
 from airflow_provider_openai_batch.polling import decide, event_payload, is_transient, progress
 from airflow_provider_openai_batch.triggers.batch import DEFAULT_MAX_OUTAGE, OpenAIBatchTrigger
 
+FINAL_OUTCOMES = frozenset({"completed", "failed", "expired", "cancelled"})
+"""Outcomes a sensor retry cannot change (``timeout`` and ``error`` may clear up on a retry)."""
 DEFAULT_TIMEOUT = 48 * 3600.0
 """The batch window is 24 h and cancelling can take more minutes: two days is a safe default."""
 
@@ -111,7 +116,13 @@ class OpenAIBatchSensor(BaseSensorOperator):
         ti = context["ti"]
         for key, value in xcom_values(payload).items():
             ti.xcom_push(key=key, value=value)
-        check_outcome(payload, max_failed_ratio=self.max_failed_ratio)
+        try:
+            check_outcome(payload, max_failed_ratio=self.max_failed_ratio)
+        except BatchTerminalError as error:
+            if error.status in FINAL_OUTCOMES:
+                # The batch's end is settled: a retry of the sensor would see the same state again.
+                raise AirflowFailException(str(error)) from error
+            raise
         level = self.log.warning if (payload.get("request_counts") or {}).get("failed") else self.log.info
         level(payload.get("message"))
         return payload.get("output_file_id")
