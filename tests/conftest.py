@@ -23,6 +23,9 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ.pop("AIRFLOW_CONN_OPENAI_DEFAULT", None)
+# The example DAGs read these at parse time: poll fast, keep artifacts in the throwaway home.
+os.environ["OPENAI_BATCH_POLL_INTERVAL"] = "0.2"
+os.environ["OPENAI_BATCH_EXAMPLES_BASE"] = f"file://{AIRFLOW_HOME / 'artifacts'}"
 
 # The DAGs that e2e tests run live in the configured DAGs folder, as dag.test() requires.
 for source in [*(REPO / "tests" / "e2e" / "dags").glob("*.py"), *(REPO / "example_dags").glob("*.py")]:
