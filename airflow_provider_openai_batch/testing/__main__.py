@@ -1,0 +1,73 @@
+"""``python -m airflow_provider_openai_batch.testing``: serve the fake until SIGINT/SIGTERM.
+
+The base URL is the first line of stdout (flushed at once) so a parent process or a shell
+script can start the server with ``--port 0`` and read where it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from airflow_provider_openai_batch.testing.server import FakeOpenAIServer
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_openai_batch.testing",
+        description="Serve a fake OpenAI Files + Batches API (control routes under /_fake/).",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--api-key", default=None, help="only accept this Bearer key (default: any non-empty)")
+    parser.add_argument("--validating-seconds", type=float, default=0.2)
+    parser.add_argument("--in-progress-seconds", type=float, default=0.5)
+    parser.add_argument("--finalizing-seconds", type=float, default=0.1)
+    parser.add_argument("--cancelling-seconds", type=float, default=0.2)
+    parser.add_argument("--expire-after-fraction", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--completion-window",
+        action="append",
+        dest="completion_windows",
+        help="an accepted completion_window (repeatable; default 24h)",
+    )
+    parser.add_argument("--data-dir", default=None, help="where stored files go (default: system temp dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    server = FakeOpenAIServer(
+        args.port,
+        host=args.host,
+        api_key=args.api_key,
+        validating_seconds=args.validating_seconds,
+        in_progress_seconds=args.in_progress_seconds,
+        finalizing_seconds=args.finalizing_seconds,
+        cancelling_seconds=args.cancelling_seconds,
+        expire_after_fraction=args.expire_after_fraction,
+        seed=args.seed,
+        allowed_completion_windows=tuple(args.completion_windows or ("24h",)),
+        data_dir=args.data_dir,
+    )
+    with server:
+        print(server.url, flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
