@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="openai-batch-tests-"))
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
@@ -33,6 +35,19 @@ for source in [*(REPO / "tests" / "e2e" / "dags").glob("*.py"), *(REPO / "exampl
         shutil.copy(source, DAGS_FOLDER / source.name)
 if (REPO / "example_dags" / "data").is_dir():
     shutil.copytree(REPO / "example_dags" / "data", DAGS_FOLDER / "data")
+
+
+@pytest.fixture
+def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
+    """Everything the run printed or logged so far: stdout, stderr and the log records pytest captured."""
+    seen: list[str] = []
+
+    def _read() -> str:
+        captured = capfd.readouterr()
+        seen.append(captured.out + captured.err)
+        return "".join(seen) + caplog.text
+
+    return _read
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -35,19 +35,6 @@ def fake_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         yield server
 
 
-@pytest.fixture
-def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
-    """Everything the run printed or logged so far: stdout, stderr and the log records pytest captured."""
-    seen: list[str] = []
-
-    def _read() -> str:
-        captured = capfd.readouterr()
-        seen.append(captured.out + captured.err)
-        return "".join(seen) + caplog.text
-
-    return _read
-
-
 @dataclass
 class DagResult:
     state: str

@@ -124,7 +124,7 @@ def test_twenty_concurrent_runs_under_rate_limits_and_server_errors_all_succeed(
     assert SECRET not in caplog.text
 
 
-def test_the_wait_resumes_after_the_api_is_unreachable_for_two_minutes(server, tmp_path, caplog):
+def test_the_wait_resumes_after_the_api_is_unreachable_for_two_minutes(server, tmp_path, output):
     server.configure(in_progress_seconds=2)
     batch_id = create_batch(server, tmp_path)
     trigger = OpenAIBatchTrigger(batch_id, "openai_default", poll_interval=5, end_time=time.time() + 900)
@@ -137,8 +137,9 @@ def test_the_wait_resumes_after_the_api_is_unreachable_for_two_minutes(server, t
 
     event = asyncio.run(scenario())
     assert event["status"] == "completed"
-    assert "Transient error polling batch" in caplog.text and "ConnectError" in caplog.text
-    assert SECRET not in caplog.text
+    text = output()
+    assert "Transient error polling batch" in text and "ConnectError" in text
+    assert SECRET not in text
 
 
 @pytest.mark.parametrize("case", ["revoked_key", "deleted_batch"])
