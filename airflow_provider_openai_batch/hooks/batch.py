@@ -13,6 +13,7 @@ few small connection pools (no TLS handshake per poll).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -24,6 +25,7 @@ from airflow_provider_openai_batch.client import (
     AsyncOpenAIBatchClient,
     ClientConfig,
     OpenAIBatchClient,
+    ssl_context,
 )
 from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
 from airflow_provider_openai_batch.results import ResultRecord, iter_results
@@ -118,7 +120,10 @@ class OpenAIBatchHook(BaseHook):
         return self.client
 
     async def aclient(self) -> AsyncOpenAIBatchClient:
-        return AsyncOpenAIBatchClient.shared(await self.aconfig())
+        """A client on the process-wide shared pools; the TLS context is built off the event loop."""
+        config = await self.aconfig()
+        await asyncio.to_thread(ssl_context)
+        return AsyncOpenAIBatchClient.shared(config)
 
     # Files
 
