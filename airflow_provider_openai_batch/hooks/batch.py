@@ -96,7 +96,11 @@ class OpenAIBatchHook(BaseHook):
     async def aconfig(self) -> ClientConfig:
         """The configuration, looked up without blocking the event loop (cached per hook)."""
         if self._async_config is None:
-            conn = await self.aget_connection(self.conn_id)
+            lookup = getattr(BaseHook, "aget_connection", None)
+            if lookup is not None:
+                conn = await lookup(self.conn_id)
+            else:  # Task SDK before aget_connection: run the sync lookup in a thread, not on the loop
+                conn = await asyncio.to_thread(self.get_connection, self.conn_id)
             self._async_config = config_from_connection(conn)
         return self._async_config
 

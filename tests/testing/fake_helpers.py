@@ -1,41 +1,19 @@
-"""Helpers shared by the fake server's tests: a manual clock, JSONL builders, a thin API client."""
+"""Helpers shared by the fake server's tests: JSONL builders and a thin API client.
+
+The manual clock, ``chat_line`` and the constants come from ``tests.helpers`` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
-START = 1_750_000_000.0
-CHAT = "/v1/chat/completions"
+from tests.helpers import CHAT, START, ManualClock, chat_line
 
-
-class ManualClock:
-    """Epoch seconds that only move when the test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self._lock = threading.Lock()
-        self._now = now
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now
-
-
-def chat_line(custom_id: str, text: str = "hello", model: str = "gpt-4o-mini", **extra: Any) -> dict[str, Any]:
-    body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
-    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
+__all__ = ["CHAT", "START", "Api", "ManualClock", "chat_line", "jsonl", "read_jsonl"]
 
 
 def jsonl(lines: Iterable[dict[str, Any] | str]) -> bytes:

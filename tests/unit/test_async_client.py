@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,69 +19,13 @@ import pytest
 from airflow_provider_openai_batch.client import (
     SHARED_POOLS,
     AsyncOpenAIBatchClient,
-    ClientConfig,
     OpenAIBatchClient,
 )
 from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
 from airflow_provider_openai_batch.models import BatchStatus
 from airflow_provider_openai_batch.retry import RetryPolicy
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
-
-API_KEY = "sk-test-async-0123456789abcdef"
-CHAT = "/v1/chat/completions"
-START = 1_750_000_000.0
-FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
-LIFETIME = 10 + 100 + 10
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._now = START
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now
-
-
-@pytest.fixture(scope="module")
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(scope="module")
-def fake(clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(
-        api_key=API_KEY,
-        validating_seconds=10,
-        in_progress_seconds=100,
-        finalizing_seconds=10,
-        cancelling_seconds=10,
-        clock=clock,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def server(fake: FakeOpenAIServer, clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    fake.reset()
-    clock.set(START)
-    yield fake
-    if not fake.is_up:
-        fake.come_back()
-    fake.clear_faults()
-
-
-def make_config(server: FakeOpenAIServer, **changes) -> ClientConfig:
-    return ClientConfig(**{"api_key": API_KEY, "base_url": server.url, "retry": FAST, **changes})
+from tests.helpers import CHAT, LIFETIME, chat_line, make_config
 
 
 async def close_loop_pools() -> None:
@@ -106,15 +49,7 @@ async def pools_closed() -> AsyncIterator[None]:
 def batch_ids(server: FakeOpenAIServer, tmp_path: Path) -> list[str]:
     """Three batches made with the sync client, oldest first."""
     path = tmp_path / "input.jsonl"
-    lines = [
-        {
-            "custom_id": f"r{i}",
-            "method": "POST",
-            "url": CHAT,
-            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-        }
-        for i in range(4)
-    ]
+    lines = [chat_line(f"r{i}", "hi") for i in range(4)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with OpenAIBatchClient(make_config(server), transport=httpx.HTTPTransport(verify=False)) as client:
         file_id = client.upload_file(path).id

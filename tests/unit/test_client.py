@@ -12,7 +12,6 @@ import email.utils
 import io
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,33 +25,7 @@ from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITrans
 from airflow_provider_openai_batch.models import BatchStatus
 from airflow_provider_openai_batch.retry import RetryPolicy
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
-
-API_KEY = "sk-test-client-0123456789abcdef"
-WRONG_KEY = "sk-wrong-key-fedcba9876543210"
-CHAT = "/v1/chat/completions"
-START = 1_750_000_000.0
-FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
-LIFETIME = 10 + 100 + 10  # validating + in_progress + finalizing seconds of the fake below
-
-
-class ManualClock:
-    """Epoch seconds that move only when a test says so: the batch lifecycle never races the test."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._now = START
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now
+from tests.helpers import API_KEY, CHAT, FAST, LIFETIME, WRONG_KEY, ManualClock, chat_line, make_config
 
 
 class WireLog(httpx.HTTPTransport):
@@ -70,49 +43,12 @@ class WireLog(httpx.HTTPTransport):
         return sum(1 for r in self.sent if r.method == method and r.url.path == path)
 
 
-def chat_line(custom_id: str, text: str = "hello") -> dict:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
-
-
 def jsonl_bytes(count: int, prefix: str = "req") -> bytes:
     return b"".join(json.dumps(chat_line(f"{prefix}-{i}", f"question {i}")).encode() + b"\n" for i in range(count))
 
 
 def route_count(server: FakeOpenAIServer, method: str, route: str) -> int:
     return server.stats()["requests"].get(f"{method} {route}", 0)
-
-
-@pytest.fixture(scope="module")
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(scope="module")
-def fake(clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(
-        api_key=API_KEY,
-        validating_seconds=10,
-        in_progress_seconds=100,
-        finalizing_seconds=10,
-        cancelling_seconds=10,
-        clock=clock,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def server(fake: FakeOpenAIServer, clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    fake.reset()
-    clock.set(START)
-    yield fake
-    if not fake.is_up:
-        fake.come_back()
-    fake.clear_faults()
-
-
-def make_config(server: FakeOpenAIServer, **changes) -> ClientConfig:
-    return ClientConfig(**{"api_key": API_KEY, "base_url": server.url, "retry": FAST, **changes})
 
 
 @pytest.fixture

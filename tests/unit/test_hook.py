@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,56 +17,9 @@ from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook, base_url_
 from airflow_provider_openai_batch.models import BatchStatus
 from airflow_provider_openai_batch.results import ResultStatus
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
+from tests.helpers import API_KEY, CHAT, LIFETIME, WRONG_KEY, chat_line
 
-API_KEY = "sk-test-hook-0123456789abcdef"
-WRONG_KEY = "sk-wrong-hook-key-9876543210"
-CHAT = "/v1/chat/completions"
-START = 1_750_000_000.0
-LIFETIME = 10 + 100 + 10
 CONN_ID = "openai_hook_test"
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._now = START
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now
-
-
-@pytest.fixture(scope="module")
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(scope="module")
-def fake(clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(
-        api_key=API_KEY,
-        validating_seconds=10,
-        in_progress_seconds=100,
-        finalizing_seconds=10,
-        cancelling_seconds=10,
-        clock=clock,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def server(fake: FakeOpenAIServer, clock: ManualClock) -> FakeOpenAIServer:
-    fake.reset()
-    clock.set(START)
-    return fake
 
 
 def set_connection(monkeypatch, conn_id: str, *, password: str | None, host: str, **extra) -> None:
@@ -87,8 +38,7 @@ def conn(server: FakeOpenAIServer, monkeypatch) -> str:
 @pytest.fixture
 def input_path(tmp_path: Path) -> Path:
     path = tmp_path / "eval.jsonl"
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    lines = [{"custom_id": f"q-{i}", "method": "POST", "url": CHAT, "body": body} for i in range(5)]
+    lines = [chat_line(f"q-{i}", "hi") for i in range(5)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 

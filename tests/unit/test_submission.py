@@ -7,17 +7,15 @@ lifecycle. Each test checks how many batches the server made and whether the upl
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from airflow_provider_openai_batch.client import ClientConfig, OpenAIBatchClient
+from airflow_provider_openai_batch.client import OpenAIBatchClient
 from airflow_provider_openai_batch.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.models import BatchStatus
-from airflow_provider_openai_batch.retry import RetryPolicy
 from airflow_provider_openai_batch.submission import (
     FINGERPRINT_KEY,
     IDEMPOTENCY_KEY,
@@ -27,64 +25,15 @@ from airflow_provider_openai_batch.submission import (
     submit_once,
 )
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
+from tests.helpers import CHAT, FAST, LIFETIME, chat_line, make_config
 
-API_KEY = "sk-test-submission-0123456789"
-CHAT = "/v1/chat/completions"
-START = 1_750_000_000.0
-FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
-LIFETIME = 10 + 100 + 10
 FINGERPRINT = "f" * 64
 KEY = idempotency_key("nightly_eval", "submit", "scheduled__2026-01-01T00:00:00+00:00", None)
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._now = START
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now
-
-
-@pytest.fixture(scope="module")
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(scope="module")
-def fake(clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(
-        api_key=API_KEY,
-        validating_seconds=10,
-        in_progress_seconds=100,
-        finalizing_seconds=10,
-        cancelling_seconds=10,
-        clock=clock,
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def server(fake: FakeOpenAIServer, clock: ManualClock) -> Iterator[FakeOpenAIServer]:
-    fake.reset()
-    clock.set(START)
-    yield fake
-    fake.clear_faults()
-
-
 @pytest.fixture(scope="module")
 def client(fake: FakeOpenAIServer) -> Iterator[OpenAIBatchClient]:
-    config = ClientConfig(api_key=API_KEY, base_url=fake.url, retry=FAST)
-    with OpenAIBatchClient(config, transport=httpx.HTTPTransport(verify=False)) as c:
+    with OpenAIBatchClient(make_config(fake), transport=httpx.HTTPTransport(verify=False)) as c:
         yield c
 
 
@@ -109,8 +58,7 @@ class Sleeps(list):
 @pytest.fixture
 def upload(client: OpenAIBatchClient, tmp_path: Path) -> Uploader:
     path = tmp_path / "input.jsonl"
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": CHAT, "body": body} for i in range(3)]
+    lines = [chat_line(f"r{i}", "hi") for i in range(3)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return Uploader(client, path)
 
