@@ -34,6 +34,9 @@ test: lint
 demo: venv
 	$(BIN)/python example_dags/run_demo.py
 
+test-deployment: venv
+	$(BIN)/python tests/deployment/run_deployment.py
+
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 

@@ -89,6 +89,8 @@ class FakeOpenAIServer:
         self._timings = Timings(
             validating_seconds, in_progress_seconds, finalizing_seconds, cancelling_seconds, expire_after_fraction
         )
+        if data_dir is not None:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
         self._root = Path(tempfile.mkdtemp(prefix="fake-openai-", dir=data_dir))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, ignore_errors=True)
         self._executor = ThreadPoolExecutor(max_workers=worker_threads, thread_name_prefix="fake-openai-work")

@@ -82,6 +82,10 @@ class OpenAIBatchTrigger(BaseTrigger):
         budget = OutageBudget(max_outage=self.max_outage)
         progress = ProgressTracker()
         batch: Batch | None = None
+        # The task looked at the batch just before deferring; polling again at once would only
+        # repeat that answer, and an event fired within seconds of the deferral can race the
+        # worker's exit report in Airflow 3.3 and get the resumed task marked failed.
+        await asyncio.sleep(self._next_sleep())
         while True:
             try:
                 batch = await hook.aget_batch(self.batch_id)
