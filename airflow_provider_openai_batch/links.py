@@ -2,8 +2,9 @@
 
 The worker computes extra links after each run (also one that ends in deferral) from
 XCom, so the operator and the sensor push ``batch_url`` as soon as they know the batch.
-The URL is empty for a batch that is not on OpenAI's own API (Azure or another compatible
-service has no page on platform.openai.com): the button then leads nowhere.
+For a batch that is not on OpenAI's own API the URL comes from the connection's
+``dashboard_url`` extra (e.g. ``http://127.0.0.1:8765/_fake/batches/{batch_id}`` for the
+bundled fake server); without it the URL is empty and the UI shows no button.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ DASHBOARD = "https://platform.openai.com/batches/{batch_id}"
 XCOM_KEY = "batch_url"
 
 
-def dashboard_url(batch_id: str | None, base_url: str) -> str | None:
-    """The dashboard page of ``batch_id``, or None when the batch does not live on OpenAI's API."""
-    if not batch_id or base_url.rstrip("/") != DEFAULT_BASE_URL:
+def dashboard_url(batch_id: str | None, base_url: str, template: str | None = None) -> str | None:
+    """The page of ``batch_id`` to link to, or None.
+
+    OpenAI's own API links to platform.openai.com; another service (Azure, a gateway, the
+    bundled fake server) links where the connection's ``dashboard_url`` extra says, a
+    template with ``{batch_id}``, and nowhere when it says nothing.
+    """
+    if not batch_id:
+        return None
+    if template:
+        return template.format(batch_id=batch_id)
+    if base_url.rstrip("/") != DEFAULT_BASE_URL:
         return None
     return DASHBOARD.format(batch_id=batch_id)
 

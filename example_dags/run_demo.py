@@ -69,7 +69,13 @@ def _openai_target() -> Iterator[str]:
         in_progress_seconds=4,
         finalizing_seconds=1,
     ) as server:
-        conn = {"conn_type": "openai_batch", "password": "demo-key", "host": server.url}
+        page = server.url.removesuffix("/v1") + "/_fake/batches/{batch_id}"  # the UI link's target
+        conn = {
+            "conn_type": "openai_batch",
+            "password": "demo-key",
+            "host": server.url,
+            "extra": {"dashboard_url": page},
+        }
         os.environ["AIRFLOW_CONN_OPENAI_DEFAULT"] = json.dumps(conn)
         os.environ.setdefault("OPENAI_BATCH_POLL_INTERVAL", "1")
         yield f"the bundled fake OpenAI server at {server.url} (scripted: 2 wrong answers, 1 server error)"

@@ -3,8 +3,8 @@
 The connection (type ``openai_batch``, default id ``openai_default``):
 password = API key; host = base URL including ``/v1`` (empty = ``https://api.openai.com/v1``);
 extra ``organization``, ``project``, and optionally ``auth_header`` (``api-key`` for Azure
-OpenAI key auth), ``timeout`` (seconds), ``max_retries``, ``max_outage`` (seconds the
-trigger tolerates an unreachable API).
+OpenAI key auth), ``timeout`` (seconds), ``max_retries``, and ``dashboard_url`` (a link
+template with ``{batch_id}`` for services other than OpenAI's).
 
 Inside a trigger the connection is looked up with the async API so the triggerer's
 event loop never blocks, and every trigger of one connection in the process shares a
@@ -109,10 +109,9 @@ class OpenAIBatchHook(BaseHook):
         return self.config.base_url
 
     @property
-    def max_outage(self) -> float | None:
-        """Extra ``max_outage``: seconds of unreachable API a wait tolerates (None = the default)."""
-        value = (self.get_connection(self.conn_id).extra_dejson or {}).get("max_outage")
-        return float(value) if value is not None else None
+    def dashboard_template(self) -> str | None:
+        """Extra ``dashboard_url``: where the UI link of a batch on a non-OpenAI service points."""
+        return (self.get_connection(self.conn_id).extra_dejson or {}).get("dashboard_url") or None
 
     # Clients
 

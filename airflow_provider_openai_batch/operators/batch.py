@@ -204,7 +204,7 @@ class OpenAIBatchOperator(BaseOperator):
         self.batch_id = batch.id
         ti = context["ti"]
         ti.xcom_push(key="batch_id", value=batch.id)
-        url = dashboard_url(batch.id, self.hook.base_url)
+        url = dashboard_url(batch.id, self.hook.base_url, self.hook.dashboard_template)
         ti.xcom_push(key=LINK_XCOM_KEY, value=url or "")
         if url:
             self.log.info("Follow it at %s", url)

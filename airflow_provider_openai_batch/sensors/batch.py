@@ -73,7 +73,10 @@ class OpenAIBatchSensor(BaseSensorOperator):
         return OpenAIBatchHook(self.conn_id)
 
     def execute(self, context: Any) -> Any:
-        context["ti"].xcom_push(key=LINK_XCOM_KEY, value=dashboard_url(self.batch_id, self.hook.base_url) or "")
+        context["ti"].xcom_push(
+            key=LINK_XCOM_KEY,
+            value=dashboard_url(self.batch_id, self.hook.base_url, self.hook.dashboard_template) or "",
+        )
         if not self.deferrable:
             return super().execute(context)
         batch = self.hook.get_batch(self.batch_id)

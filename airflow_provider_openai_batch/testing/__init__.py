@@ -62,6 +62,7 @@ Control routes (no auth, never faulted, not logged; JSON bodies = the method's k
 GET       ``/_fake/stats``                  ``stats()``
 GET       ``/_fake/requests``               ``requests`` as a JSON list
 GET       ``/_fake/batches``                ``batches()``
+GET       ``/_fake/batches/{id}``           ``batch(id)``: a page to link to (the provider's ``dashboard_url`` extra)
 GET       ``/_fake/files``                  ``files()``
 POST      ``/_fake/faults``                 ``set_faults(**body)`` (``latency`` may be ``[low, high]``)
 DELETE    ``/_fake/faults``                 ``clear_faults()``

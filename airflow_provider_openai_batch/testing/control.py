@@ -70,6 +70,10 @@ def control_routes(ctx: Context, controls: Controls) -> list[Route]:
         listed, _ = await settle(lambda: ctx.engine.page(None, 2**31))
         return JSONResponse(listed)
 
+    async def one_batch(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
+        return JSONResponse(await settle(lambda: ctx.engine.view(batch_id)))
+
     async def files(request: Request) -> Response:
         return JSONResponse([stored.to_api() for stored in ctx.files.all()])
 
@@ -115,6 +119,7 @@ def control_routes(ctx: Context, controls: Controls) -> list[Route]:
         Route("/_fake/stats", stats, methods=["GET"]),
         Route("/_fake/requests", requests_log, methods=["GET"]),
         Route("/_fake/batches", batches, methods=["GET"]),
+        Route("/_fake/batches/{batch_id}", one_batch, methods=["GET"]),
         Route("/_fake/files", files, methods=["GET"]),
         Route("/_fake/faults", set_faults, methods=["POST"]),
         Route("/_fake/faults", clear_faults, methods=["DELETE"]),

@@ -323,6 +323,8 @@ class Deployment:
             log(f"fake OpenAI ({name}) at {self.fakes[name]}")
         for name, conn_id in (("nightly", "OPENAI_DEFAULT"), ("faults", "OPENAI_FAULTS")):
             conn = {"conn_type": "openai_batch", "password": SECRET, "host": self.fakes[name]}
+            if name == "nightly":  # the UI link of a batch on the fake: its no-auth control page
+                conn["extra"] = {"dashboard_url": self.fakes[name].removesuffix("/v1") + "/_fake/batches/{batch_id}"}
             self.env[f"AIRFLOW_CONN_{conn_id}"] = json.dumps(conn)
 
     def alive(self) -> bool:
@@ -511,11 +513,14 @@ def check_runs(dep: Deployment, api: Api, finished: dict[str, dict[str, Any]]) -
         ]
     )
     for task_id in ("submit", "wait"):
-        # The fake is not api.openai.com, so the link is empty: the XCom and the link must still exist.
+        # The connection's dashboard_url extra points the link at the fake's page for the batch.
         url = xcom(api, NIGHTLY, night, task_id, "batch_url")
         links = api.get(run_path(NIGHTLY, night) + f"/taskInstances/{task_id}/links")["extra_links"]
-        ok &= dep.expect(url == "", f"{task_id}: batch_url XCom should be '' for a non-OpenAI URL, got {url!r}")
-        ok &= dep.expect("OpenAI Batch" in links, f"{task_id}: extra links {links}")
+        expected = dep.fakes["nightly"].removesuffix("/v1") + f"/_fake/batches/{batch_id}"
+        ok &= dep.expect(url == expected, f"{task_id}: batch_url XCom {url!r}, expected {expected!r}")
+        ok &= dep.expect(links.get("OpenAI Batch") == expected, f"{task_id}: extra links {links}")
+        page = httpx.get(expected, timeout=10) if url == expected else None
+        ok &= dep.expect(page is not None and page.json().get("id") == batch_id, f"{task_id}: link target {page}")
     if ok:
         dep.passed.append(
             f"{NIGHTLY} XComs: batch {batch_id}; score report {report['correct']}/{report['questions']} correct "
