@@ -13,7 +13,7 @@ import httpx
 
 from tests.helpers import CHAT, START, ManualClock, chat_line
 
-__all__ = ["CHAT", "START", "Api", "ManualClock", "chat_line", "jsonl", "read_jsonl"]
+__all__ = ["CHAT", "DROPPED", "START", "Api", "ManualClock", "chat_line", "jsonl", "read_jsonl"]
 
 
 def jsonl(lines: Iterable[dict[str, Any] | str]) -> bytes:
@@ -51,3 +51,8 @@ class Api:
         response = self.client.get(f"/files/{file_id}/content")
         assert response.status_code == 200, response.text
         return read_jsonl(response.content)
+
+
+DROPPED = (httpx.RemoteProtocolError, httpx.ReadError)
+"""What a client sees when the fake drops a connection: a cut-off response, or a reset if the
+close wins the race against the headers (both are transport errors to every client)."""

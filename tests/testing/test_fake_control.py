@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from fake_helpers import Api, ManualClock, chat_line, jsonl
+from fake_helpers import DROPPED, Api, ManualClock, chat_line, jsonl
 
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
@@ -45,7 +45,7 @@ def test_fail_next_and_drop_next_over_http(control: httpx.Client, api: Api) -> N
     control.post("/_fake/drop_next", json={"n": 1, "when": "before", "method": "GET"})
 
     assert api.client.get("/files").status_code == 429
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(DROPPED):
         api.client.get("/files")
     assert control.get("/_fake/stats").json()["faults"] == {"fail_next": 1, "drop_before": 1}
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import openai
 import pytest
-from fake_helpers import CHAT, Api, chat_line, jsonl
+from fake_helpers import CHAT, DROPPED, Api, chat_line, jsonl
 
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
@@ -80,7 +80,7 @@ def test_drop_before_does_not_do_the_work(server: FakeOpenAIServer, api: Api) ->
     file_id = api.upload(jsonl([chat_line("a")]))["id"]
     server.drop_next(1, when="before", method="POST", path_prefix="/v1/batches")
 
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(DROPPED):
         api.client.post("/batches", json={"input_file_id": file_id, "endpoint": CHAT, "completion_window": "24h"})
 
     assert server.batches() == []
@@ -92,7 +92,7 @@ def test_drop_after_does_the_work_but_loses_the_response(server: FakeOpenAIServe
     file_id = api.upload(jsonl([chat_line("a")]))["id"]
     server.drop_next(1, when="after", method="POST", path_prefix="/v1/batches")
 
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(DROPPED):
         api.client.post("/batches", json={"input_file_id": file_id, "endpoint": CHAT, "completion_window": "24h"})
 
     batches = server.batches()
