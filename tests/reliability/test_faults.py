@@ -158,3 +158,13 @@ def test_revoked_key_or_deleted_batch_ends_the_wait_at_once(server, tmp_path, mo
     assert expected in event["message"]
     assert server.stats()["requests_total"] - before == 1  # no retry storm
     assert "revoked-key" not in event["message"] and SECRET not in event["message"]
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_killing_the_deferred_task_cancels_the_batch_only_when_asked(server, tmp_path, cancel_on_kill):
+    server.configure(in_progress_seconds=30)
+    batch_id = create_batch(server, tmp_path)
+    trigger = rebuild(OpenAIBatchTrigger(batch_id, "openai_default", poll_interval=1, cancel_on_kill=cancel_on_kill))
+    asyncio.run(trigger.on_kill())  # what the Airflow 3.3 triggerer calls on mark-failed / clear / mark-success
+    status = server.batch(batch_id)["status"]
+    assert status in ({"cancelling", "cancelled"} if cancel_on_kill else {"validating", "in_progress"})
