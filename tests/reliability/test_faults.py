@@ -168,3 +168,12 @@ def test_killing_the_deferred_task_cancels_the_batch_only_when_asked(server, tmp
     asyncio.run(trigger.on_kill())  # what the Airflow 3.3 triggerer calls on mark-failed / clear / mark-success
     status = server.batch(batch_id)["status"]
     assert status in ({"cancelling", "cancelled"} if cancel_on_kill else {"validating", "in_progress"})
+
+
+def test_killing_the_worker_path_cancels_the_batch_it_owns(server, tmp_path):
+    server.configure(in_progress_seconds=30)
+    batch_id = create_batch(server, tmp_path)
+    operator = OpenAIBatchOperator(task_id="batch", input_file="unused.jsonl", deferrable=False)
+    operator.batch_id = batch_id  # what execute() records as soon as the batch exists
+    operator.on_kill()
+    assert server.batch(batch_id)["status"] in {"cancelling", "cancelled"}
