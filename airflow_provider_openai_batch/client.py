@@ -150,10 +150,10 @@ def transport_error(exc: httpx.TransportError, method: str, path: str) -> OpenAI
     return OpenAITransportError(f"{kind}: {exc}", request_sent=not not_sent, method=method, path=path)
 
 
-def _check(response: httpx.Response, method: str, path: str) -> httpx.Response:
+def _check(response: httpx.Response, method: str, config: ClientConfig, path: str) -> httpx.Response:
     if response.is_success:
         return response
-    raise error_from_response(response, method, path)
+    raise error_from_response(response, method, config.display_path(path))
 
 
 def _model(model: type[M], response: httpx.Response) -> M:
@@ -230,7 +230,7 @@ class OpenAIBatchClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise transport_error(exc, method, self.config.display_path(path)) from None
-        return _check(response, method, self.config.display_path(path))
+        return _check(response, method, self.config, path)
 
     def request(
         self,
@@ -409,10 +409,16 @@ def ssl_context() -> ssl.SSLContext:
     """One TLS context (CA bundle loaded once) for every async client of the process.
 
     Each httpx client would otherwise load the CA bundle itself: ~60 ms of CPU apiece, so
-    8 pool shards cost ~0.5 s on the event loop. Call it once off the loop
-    (``await asyncio.to_thread(ssl_context)``) and later calls are free.
+    8 pool shards cost ~0.5 s on the event loop. Build it once off the loop
+    (:func:`ensure_ssl_context`) and later calls are free.
     """
     return httpx.create_ssl_context()
+
+
+async def ensure_ssl_context() -> None:
+    """Build the shared TLS context in a thread the first time, so the event loop never loads the CA bundle."""
+    if ssl_context.cache_info().currsize == 0:
+        await asyncio.to_thread(ssl_context)
 
 
 class _SharedPools:
@@ -446,7 +452,7 @@ class _SharedPools:
                 )
                 for _ in range(self.shards)
             ]
-            pool_set = pools[config.identity] = _PoolSet(clients)
+            pool_set = pools[config.identity] = _PoolSet(clients, self.shards * self.connections_per_shard)
         return pool_set
 
     def _forget_closed_loops(self) -> None:
@@ -468,8 +474,16 @@ class _SharedPools:
 
 
 class _PoolSet:
-    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+    """The shards of one account in one loop, and a gate that admits one request per connection.
+
+    Requests beyond the pools' connections wait at the gate (a cheap FIFO) instead of in
+    httpcore's pool queue, whose bookkeeping walks every waiting request on each pool event:
+    at 5,000 triggers that walk took two thirds of the loop's time (benchmarks/trigger_scale.py).
+    """
+
+    def __init__(self, clients: list[httpx.AsyncClient], connections: int) -> None:
         self.clients = clients
+        self.gate = asyncio.Semaphore(connections)
         self._next = itertools.cycle(range(len(clients)))
 
     def pick(self) -> httpx.AsyncClient:
@@ -499,9 +513,8 @@ class AsyncOpenAIBatchClient:
     def __repr__(self) -> str:
         return f"AsyncOpenAIBatchClient(base_url={self.config.base_url!r})"
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._pools is not None:
-            return self._pools.pick()
+    def _own_client(self) -> httpx.AsyncClient:
+        """The private client of a client made without :meth:`shared` (tests, one-off scripts)."""
         if self._http is None:
             self._http = httpx.AsyncClient(
                 base_url=self.config.base_url + "/",
@@ -517,10 +530,14 @@ class AsyncOpenAIBatchClient:
 
     async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._client().request(method, path, **kwargs)
+            if self._pools is not None:
+                async with self._pools.gate:
+                    response = await self._pools.pick().request(method, path, **kwargs)
+            else:
+                response = await self._own_client().request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise transport_error(exc, method, self.config.display_path(path)) from None
-        return _check(response, method, self.config.display_path(path))
+        return _check(response, method, self.config, path)
 
     async def request(
         self,

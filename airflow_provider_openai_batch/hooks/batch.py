@@ -25,7 +25,7 @@ from airflow_provider_openai_batch.client import (
     AsyncOpenAIBatchClient,
     ClientConfig,
     OpenAIBatchClient,
-    ssl_context,
+    ensure_ssl_context,
 )
 from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
 from airflow_provider_openai_batch.results import ResultRecord, iter_results
@@ -125,7 +125,7 @@ class OpenAIBatchHook(BaseHook):
     async def aclient(self) -> AsyncOpenAIBatchClient:
         """A client on the process-wide shared pools; the TLS context is built off the event loop."""
         config = await self.aconfig()
-        await asyncio.to_thread(ssl_context)
+        await ensure_ssl_context()
         return AsyncOpenAIBatchClient.shared(config)
 
     # Files

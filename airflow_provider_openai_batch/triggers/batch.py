@@ -13,6 +13,7 @@ event alone.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,8 +85,9 @@ class OpenAIBatchTrigger(BaseTrigger):
         batch: Batch | None = None
         # The task looked at the batch just before deferring; polling again at once would only
         # repeat that answer, and an event fired within seconds of the deferral can race the
-        # worker's exit report in Airflow 3.3 and get the resumed task marked failed.
-        await asyncio.sleep(self._next_sleep())
+        # worker's exit report in Airflow 3.3 and get the resumed task marked failed. Up to 20 %
+        # jitter spreads the first polls of many triggers started together (a triggerer restart).
+        await asyncio.sleep(self._next_sleep() * (1 - 0.2 * random.random()))
         while True:
             try:
                 batch = await hook.aget_batch(self.batch_id)
