@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -36,51 +35,15 @@ import sys
 import tempfile
 import time
 
-ENDPOINT = "/v1/chat/completions"
+from _inputs import write_chat_input
+
 API_KEY = "sk-bench-upload"
 TARGET_MB = 16.0
-TEXT = (
-    "grade the answer below for factual accuracy and cite the passage that supports your verdict "
-    "the quick brown fox jumps over a lazy dog while the committee reviews quarterly figures "
-    "explain why the sky appears blue at noon and red at sunset using simple physics"
-)
 KINDS = {
     "ours": "OpenAIBatchClient.upload_file",
     "httpx": "raw httpx streaming multipart",
     "openai": "openai SDK files.create (official provider)",
 }
-
-
-def generate(path: str, megabytes: int, lines: int = 50_000) -> int:
-    """Write a realistic chat-completions input of about ``megabytes`` MB; return its size in bytes."""
-    rng = random.Random(42)
-    words = TEXT.split(" ")
-    corpus = " ".join(rng.choice(words) for _ in range(400_000))
-    target_line = max(200, megabytes * 1_000_000 // lines)
-    written = 0
-    with open(path, "wb") as handle:
-        for i in range(lines):
-            line = {
-                "custom_id": f"eval-{i:06d}",
-                "method": "POST",
-                "url": ENDPOINT,
-                "body": {
-                    "model": "gpt-4o-mini",
-                    "messages": [
-                        {"role": "system", "content": "You are a strict grader. Answer PASS or FAIL."},
-                        {"role": "user", "content": ""},
-                    ],
-                    "max_tokens": 16,
-                },
-            }
-            overhead = len(json.dumps(line, separators=(",", ":"))) + 1
-            length = max(0, min(target_line - overhead, len(corpus) - 1))
-            start = rng.randrange(0, len(corpus) - length)
-            line["body"]["messages"][1]["content"] = corpus[start : start + length]
-            data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-            handle.write(data)
-            written += len(data)
-    return written
 
 
 # In the fresh subprocess ------------------------------------------------------------------------
@@ -223,8 +186,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
         path = os.path.join(tmp, "input.jsonl")
         warmup = os.path.join(tmp, "warmup.jsonl")
-        size = generate(path, args.mb, lines=max(100, min(50_000, args.mb * 250)))
-        generate(warmup, 1, lines=100)
+        size = write_chat_input(path, args.mb, max(100, min(50_000, args.mb * 250)), min_line=200)
+        write_chat_input(warmup, 1, 100, min_line=200)
         print(f"file: {size:,} bytes ({size / 1e6:.1f} MB); each upload in a fresh subprocess")
         limit = max(209_715_200, size + 1_000_000)
         runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}

@@ -21,51 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 
-ENDPOINT = "/v1/chat/completions"
-TEXT = (
-    "grade the answer below for factual accuracy and cite the passage that supports your verdict "
-    "the quick brown fox jumps over a lazy dog while the committee reviews quarterly figures "
-    "explain why the sky appears blue at noon and red at sunset using simple physics"
-)
-
-
-def generate(path: str, megabytes: int, lines: int) -> int:
-    """Write a realistic chat-completions input of about ``megabytes`` MB; return its size."""
-    rng = random.Random(42)
-    words = TEXT.split(" ")
-    corpus = " ".join(rng.choice(words) for _ in range(400_000))
-    target_line = megabytes * 1_000_000 // lines
-    written = 0
-    with open(path, "wb") as handle:
-        for i in range(lines):
-            start = rng.randrange(0, len(corpus) - target_line)
-            line = {
-                "custom_id": f"eval-{i:06d}",
-                "method": "POST",
-                "url": ENDPOINT,
-                "body": {
-                    "model": "gpt-4o-mini",
-                    "messages": [
-                        {"role": "system", "content": "You are a strict grader. Answer PASS or FAIL."},
-                        {"role": "user", "content": ""},
-                    ],
-                    "max_tokens": 16,
-                    "temperature": 0,
-                },
-            }
-            overhead = len(json.dumps(line, separators=(",", ":"))) + 1
-            line["body"]["messages"][1]["content"] = corpus[start : start + max(0, target_line - overhead)]
-            data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-            handle.write(data)
-            written += len(data)
-    return written
+from _inputs import ENDPOINT, write_chat_input
 
 
 def _baseline(path: str) -> None:
@@ -128,7 +90,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
         path = os.path.join(tmp, "input.jsonl")
-        size = generate(path, args.mb, args.lines)
+        size = write_chat_input(path, args.mb, args.lines)
         mb = size / 1e6
         print(f"file: {size:,} bytes ({mb:.1f} MB), {args.lines:,} lines, endpoint {ENDPOINT}")
         results = best_of(("baseline", "ours"), path, args.repeat)
