@@ -64,15 +64,10 @@ class BatchStatus(str, Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
-    @property
-    def is_known(self) -> bool:
-        return self.value in _KNOWN_VALUES
-
 
 TERMINAL_STATUSES: frozenset[BatchStatus] = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
 )
-_KNOWN_VALUES = frozenset(m.value for m in BatchStatus)
 
 
 class BatchError(_Lenient):

@@ -46,22 +46,6 @@ def open_binary(source: Source) -> Iterator[IO[bytes]]:
         )
 
 
-def source_size(source: Source) -> int | None:
-    """Size in bytes when it is cheap to know (local file, storage path with stat), else None."""
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            return os.path.getsize(os.fspath(source))
-        if hasattr(source, "stat") and not is_file_like(source):
-            stat = source.stat()
-            size = getattr(stat, "st_size", None)
-            if size is None and isinstance(stat, dict):
-                size = stat.get("size")
-            return int(size) if size is not None else None
-    except (OSError, TypeError, ValueError):
-        return None
-    return None
-
-
 def source_filename(source: Source, default: str = "batch_input.jsonl") -> str:
     """The bare file name to send in the multipart upload (the service wants ``.jsonl``)."""
     name = describe_source(source).rstrip("/").rsplit("/", 1)[-1]
