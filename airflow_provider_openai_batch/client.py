@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
 from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
-from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.retry import RetryPolicy, replay_first_failure
 from airflow_provider_openai_batch.sources import Source, is_file_like, open_binary, source_filename
 
 log = logging.getLogger(__name__)
@@ -548,11 +548,20 @@ class AsyncOpenAIBatchClient:
         final_statuses: frozenset[int] = frozenset(),
         **kwargs: Any,
     ) -> httpx.Response:
+        # Most polls succeed at once: try once before building tenacity's machinery, which
+        # costs more CPU and more short-lived objects than the request itself (every object
+        # alive across a request's latency ends up in the old generation, and full
+        # collections of it stall the triggerer's loop). A failure is replayed as tenacity's
+        # first attempt, so counting, waits and logs are what they would have been.
+        try:
+            return await self._send_once(method, path, **kwargs)
+        except Exception as error:
+            first_failure = error
         policy = self.config.retry.tenacity_kwargs(
             idempotent=idempotent, what=f"{method} /{path}", final_statuses=final_statuses
         )
         retrying = tenacity.AsyncRetrying(**policy)
-        return await retrying(self._send_once, method, path, **kwargs)
+        return await retrying(replay_first_failure(first_failure, self._send_once), method, path, **kwargs)
 
     async def get_batch(self, batch_id: str) -> Batch:
         return _model(Batch, await self.request("GET", f"batches/{batch_id}"))

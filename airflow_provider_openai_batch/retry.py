@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import tenacity
 
 from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,19 @@ class RetryPolicy:
             "before_sleep": _before_sleep,
             "reraise": True,
         }
+
+
+def replay_first_failure(failure: Exception, attempt: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """``attempt``, except that its first call raises ``failure`` (an attempt already made and failed).
+
+    Lets a caller try once without tenacity and hand only a failure over to it, with
+    the failed try counted as attempt 1 and its error deciding the retry and the wait.
+    """
+    pending = [failure]
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        if pending:
+            raise pending.pop()
+        return await attempt(*args, **kwargs)
+
+    return call

@@ -14,6 +14,7 @@ few small connection pools (no TLS handshake per poll).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -66,6 +67,16 @@ def config_from_connection(conn: Any) -> ClientConfig:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _one_instance(config: ClientConfig) -> ClientConfig:
+    """The first config equal to ``config``: thousands of triggers of one connection then hold one object.
+
+    Fewer long-lived objects make the garbage collector's full passes, which stall the
+    triggerer's loop, shorter and rarer.
+    """
+    return config
+
+
 class OpenAIBatchHook(BaseHook):
     """Talks to the OpenAI Files and Batches API for one Airflow connection.
 
@@ -83,6 +94,7 @@ class OpenAIBatchHook(BaseHook):
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self._async_config: ClientConfig | None = None
+        self._async_client: tuple[asyncio.AbstractEventLoop, AsyncOpenAIBatchClient] | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIBatchHook(conn_id={self.conn_id!r})"
@@ -101,7 +113,7 @@ class OpenAIBatchHook(BaseHook):
                 conn = await lookup(self.conn_id)
             else:  # Task SDK before aget_connection: run the sync lookup in a thread, not on the loop
                 conn = await asyncio.to_thread(self.get_connection, self.conn_id)
-            self._async_config = config_from_connection(conn)
+            self._async_config = _one_instance(config_from_connection(conn))
         return self._async_config
 
     @property
@@ -123,10 +135,16 @@ class OpenAIBatchHook(BaseHook):
         return self.client
 
     async def aclient(self) -> AsyncOpenAIBatchClient:
-        """A client on the process-wide shared pools; the TLS context is built off the event loop."""
-        config = await self.aconfig()
-        await ensure_ssl_context()
-        return AsyncOpenAIBatchClient.shared(config)
+        """A client on the process-wide shared pools; the TLS context is built off the event loop.
+
+        Kept per hook and event loop: a trigger polls through one client, not one per poll.
+        """
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_client[0] is not loop:
+            config = await self.aconfig()
+            await ensure_ssl_context()
+            self._async_client = (loop, AsyncOpenAIBatchClient.shared(config))
+        return self._async_client[1]
 
     # Files
 

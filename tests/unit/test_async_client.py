@@ -159,6 +159,56 @@ async def test_attempts_are_bounded(server):
     assert len(server.requests) == 3
 
 
+async def test_a_first_failure_is_retried_as_attempt_2_and_honours_retry_after(server, batch_ids, caplog):
+    """The first try runs outside tenacity; its failure must still count, log and wait as attempt 1."""
+    server.fail_next(1, 429, method="GET", retry_after=1)
+    client = AsyncOpenAIBatchClient(make_config(server, retry=RetryPolicy(max_attempts=3, initial_delay=5.0)))
+    caplog.set_level("WARNING", logger="airflow_provider_openai_batch.retry")
+    try:
+        batch = await client.get_batch(batch_ids[1])
+    finally:
+        await client.aclose()
+    assert batch.id == batch_ids[1]
+    assert [r.status for r in api_requests(server, "GET", "/v1/batches/{batch_id}")] == [429, 200]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1, messages
+    assert f"GET /batches/{batch_ids[1]} in 1.0s (attempt 2 of 3)" in messages[0], "Retry-After, not the 5 s backoff"
+
+
+async def test_a_first_failure_that_is_not_retryable_is_raised_without_another_request(server):
+    client = AsyncOpenAIBatchClient(make_config(server))
+    try:
+        with pytest.raises(OpenAIAPIError) as caught:
+            await client.get_batch("batch_missing")
+    finally:
+        await client.aclose()
+    assert caught.value.status_code == 404
+    assert len(server.requests) == 1
+
+
+async def test_a_poll_that_succeeds_builds_no_retry_machinery(server, batch_ids, monkeypatch):
+    """The triggerer's hot path: tenacity is only built once an attempt has failed."""
+    import tenacity
+
+    built: list[object] = []
+    real = tenacity.AsyncRetrying
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tenacity, "AsyncRetrying", counting)
+    client = AsyncOpenAIBatchClient(make_config(server))
+    try:
+        assert (await client.get_batch(batch_ids[0])).id == batch_ids[0]
+        assert built == []
+        server.fail_next(1, 503, method="GET")
+        assert (await client.get_batch(batch_ids[0])).id == batch_ids[0]
+        assert built == [1]
+    finally:
+        await client.aclose()
+
+
 async def test_refused_connection_is_a_transport_error_not_sent(server):
     server.go_down()
     client = AsyncOpenAIBatchClient(make_config(server, retry=RetryPolicy(max_attempts=2, initial_delay=0.01)))

@@ -231,6 +231,8 @@ async def test_async_methods_use_the_async_lookup_and_shared_pools(server, conn,
         assert cancelled.status == BatchStatus.CANCELLING
         assert SHARED_POOLS.count() == 1, "hooks of one connection share one pool set"
         assert (await hook.aclient())._pools is (await other.aclient())._pools
+        assert await hook.aclient() is await hook.aclient(), "one client per hook, not one per poll"
+        assert await other.aconfig() is config, "hooks of one connection hold one config object"
     finally:
         await close_loop_pools()
     last_two = server.requests[-2:]
