@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
