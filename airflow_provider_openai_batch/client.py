@@ -7,10 +7,10 @@ is sent. Uploads stream the file in 64 KiB chunks (httpx multipart), downloads s
 lines, and nothing here ever puts the API key in a repr, a log line or an error.
 
 The async client is built for the triggerer: all triggers of one connection in one
-process share a few small connection pools (:meth:`AsyncOpenAIBatchClient.shared`),
-because one pool with ~1,000 connections spends milliseconds of CPU per request on
-its own bookkeeping and stalls the event loop, while 8 pools of 8 connections cost
-about a millisecond (see DESIGN.md).
+process share at most 64 connections (:meth:`AsyncOpenAIBatchClient.shared`), each in
+its own small httpx client lent for one request at a time, because httpx's pool walks
+all of its connections on every request and that walk, not the HTTP, was most of a
+poll's CPU at thousands of triggers (see DESIGN.md and benchmarks/trigger_scale.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import email.utils
 import functools
 import hashlib
-import itertools
 import logging
 import ssl
 import time
@@ -422,15 +421,14 @@ async def ensure_ssl_context() -> None:
 
 
 class _SharedPools:
-    """Small httpx pools shared by every async client of one account in one event loop.
+    """The connections shared by every async client of one account in one event loop.
 
-    Keyed by the running loop (a pool belongs to the loop that opened its connections)
-    and by :attr:`ClientConfig.identity`; requests are spread round-robin over the shards.
+    Keyed by the running loop (a connection belongs to the loop that opened it) and by
+    :attr:`ClientConfig.identity`.
     """
 
-    def __init__(self, shards: int = 8, connections_per_shard: int = 8) -> None:
-        self.shards = shards
-        self.connections_per_shard = connections_per_shard
+    def __init__(self, connections: int = 64) -> None:
+        self.connections = connections
         self._by_loop: dict[asyncio.AbstractEventLoop, dict[str, _PoolSet]] = {}
 
     def get(self, config: ClientConfig) -> _PoolSet:
@@ -439,20 +437,7 @@ class _SharedPools:
         pools = self._by_loop.setdefault(loop, {})
         pool_set = pools.get(config.identity)
         if pool_set is None:
-            limits = httpx.Limits(
-                max_connections=self.connections_per_shard, max_keepalive_connections=self.connections_per_shard
-            )
-            clients = [
-                httpx.AsyncClient(
-                    base_url=config.base_url + "/",
-                    headers=config.headers(),
-                    timeout=config.httpx_timeout(),
-                    limits=limits,
-                    verify=ssl_context(),
-                )
-                for _ in range(self.shards)
-            ]
-            pool_set = pools[config.identity] = _PoolSet(clients, self.shards * self.connections_per_shard)
+            pool_set = pools[config.identity] = _PoolSet(config, self.connections)
         return pool_set
 
     def _forget_closed_loops(self) -> None:
@@ -474,20 +459,39 @@ class _SharedPools:
 
 
 class _PoolSet:
-    """The shards of one account in one loop, and a gate that admits one request per connection.
+    """Up to ``size`` single-connection httpx clients of one account, each lent for one request.
 
-    Requests beyond the pools' connections wait at the gate (a cheap FIFO) instead of in
-    httpcore's pool queue, whose bookkeeping walks every waiting request on each pool event:
-    at 5,000 triggers that walk took two thirds of the loop's time (benchmarks/trigger_scale.py).
+    Why not one httpx client with ``size`` connections: on every request and every
+    response httpcore walks all of its pool's connections and asks the OS whether each
+    idle socket was closed by the server (a poll and a getpeername call apiece); at
+    5,000 triggers that walk was the largest part of a poll's CPU
+    (benchmarks/trigger_scale.py). With one connection per client the walk is one
+    socket long. Clients are made on demand, so a few triggers open a few connections;
+    the most recently returned client is lent first (its connection is the likeliest to
+    be alive), and requests beyond ``size`` wait here in arrival order.
     """
 
-    def __init__(self, clients: list[httpx.AsyncClient], connections: int) -> None:
-        self.clients = clients
-        self.gate = asyncio.Semaphore(connections)
-        self._next = itertools.cycle(range(len(clients)))
+    def __init__(self, config: ClientConfig, size: int) -> None:
+        self.config = config
+        self.size = size
+        self.clients: list[httpx.AsyncClient] = []
+        self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
 
-    def pick(self) -> httpx.AsyncClient:
-        return self.clients[next(self._next)]
+    async def acquire(self) -> httpx.AsyncClient:
+        if self._idle.empty() and len(self.clients) < self.size:
+            client = httpx.AsyncClient(
+                base_url=self.config.base_url + "/",
+                headers=self.config.headers(),
+                timeout=self.config.httpx_timeout(),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                verify=ssl_context(),
+            )
+            self.clients.append(client)
+            return client
+        return await self._idle.get()
+
+    def release(self, client: httpx.AsyncClient) -> None:
+        self._idle.put_nowait(client)
 
 
 SHARED_POOLS = _SharedPools()
@@ -531,8 +535,11 @@ class AsyncOpenAIBatchClient:
     async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             if self._pools is not None:
-                async with self._pools.gate:
-                    response = await self._pools.pick().request(method, path, **kwargs)
+                http = await self._pools.acquire()
+                try:
+                    response = await http.request(method, path, **kwargs)
+                finally:
+                    self._pools.release(http)
             else:
                 response = await self._own_client().request(method, path, **kwargs)
         except httpx.TransportError as exc:

@@ -1,7 +1,8 @@
 """The async client (the triggerer's) against the bundled fake server over real loopback HTTP.
 
 Also the shared pools: every ``AsyncOpenAIBatchClient.shared(config)`` of one account in one event
-loop draws on ONE set of 8 small httpx clients; other accounts and other loops get their own.
+loop draws on ONE set of at most 64 single-connection httpx clients; other accounts and other loops
+get their own.
 """
 
 from __future__ import annotations
@@ -241,7 +242,9 @@ async def test_caller_supplied_http_client_is_used_and_not_closed(server, batch_
 # Shared pools ---------------------------------------------------------------------------------------
 
 
-async def test_shared_clients_draw_on_one_pool_set_of_8(server, batch_ids, monkeypatch, pools_closed):
+async def test_shared_clients_draw_on_one_pool_set_of_single_connection_clients(
+    server, batch_ids, monkeypatch, pools_closed
+):
     made: list[httpx.AsyncClient] = []
     original_init = httpx.AsyncClient.__init__
 
@@ -255,17 +258,22 @@ async def test_shared_clients_draw_on_one_pool_set_of_8(server, batch_ids, monke
     clients = [AsyncOpenAIBatchClient.shared(config) for _ in range(50)]
     clients += [AsyncOpenAIBatchClient.shared(make_config(server)) for _ in range(50)]  # equal config, new object
     assert SHARED_POOLS.count() == 1
-    assert len(made) == 8, "100 shared() calls build exactly one set of 8 httpx clients"
     pool_set = clients[0]._pools
     assert all(c._pools is pool_set for c in clients)
-    assert len({id(http) for http in pool_set.clients}) == 8
-    assert all(http._transport._pool._max_connections == 8 for http in pool_set.clients)
+    assert made == [], "connections are opened on demand, not by shared()"
 
+    assert [(await c.get_batch(batch_ids[0])).id for c in clients[:5]] == [batch_ids[0]] * 5
+    assert len(made) == 1, "one request at a time reuses one connection"
+
+    server.set_faults(latency=0.2, methods="GET")
     before = len(server.requests)
-    results = await asyncio.gather(*(c.get_batch(batch_ids[i % 3]) for i, c in enumerate(clients[:40])))
-    assert [b.id for b in results] == [batch_ids[i % 3] for i in range(40)]
-    assert len(server.requests) - before == 40
-    assert len(made) == 8, "requests made no new clients"
+    results = await asyncio.gather(*(c.get_batch(batch_ids[i % 3]) for i, c in enumerate(clients)))
+    assert [b.id for b in results] == [batch_ids[i % 3] for i in range(100)]
+    assert len(server.requests) - before == 100
+    assert len(made) == SHARED_POOLS.connections == 64, "100 concurrent requests share at most 64 connections"
+    assert all(http._transport._pool._max_connections == 1 for http in pool_set.clients)
+    await asyncio.gather(*(c.get_batch(batch_ids[0]) for c in clients[:30]))
+    assert len(made) == 64, "later requests made no new clients"
 
 
 async def test_different_accounts_get_different_pool_sets(server, pools_closed):
