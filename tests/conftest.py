@@ -50,5 +50,15 @@ def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
     return _read
 
 
+@pytest.fixture(autouse=True)
+def _fresh_connection_lookups():
+    """Tests point one connection id at a new fake server each time: no lookup carries over."""
+    from airflow_provider_openai_batch.hooks.batch import forget_recent_connections
+
+    forget_recent_connections()
+    yield
+    forget_recent_connections()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

@@ -17,6 +17,7 @@ import asyncio
 import functools
 from collections.abc import Iterator
 from functools import cached_property
+from time import monotonic
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -67,6 +68,15 @@ def config_from_connection(conn: Any) -> ClientConfig:
     )
 
 
+RECENT_LOOKUP_SECONDS = 5.0
+_recent_configs: dict[str, tuple[float, ClientConfig]] = {}
+
+
+def forget_recent_connections() -> None:
+    """Drop the connection configs the async path looked up in the last few seconds (tests change them)."""
+    _recent_configs.clear()
+
+
 @functools.lru_cache(maxsize=64)
 def _one_instance(config: ClientConfig) -> ClientConfig:
     """The first config equal to ``config``: thousands of triggers of one connection then hold one object.
@@ -106,14 +116,27 @@ class OpenAIBatchHook(BaseHook):
         return config_from_connection(self.get_connection(self.conn_id))
 
     async def aconfig(self) -> ClientConfig:
-        """The configuration, looked up without blocking the event loop (cached per hook)."""
+        """The configuration, looked up without blocking the event loop (cached per hook).
+
+        A lookup made by another hook of the process in the last ``RECENT_LOOKUP_SECONDS``
+        is reused: Airflow runs some secrets backends (environment variables among them)
+        in a worker thread, and thousands of triggers starting together (a triggerer
+        restart) would keep that thread busy, taking the GIL from the event loop in 5 ms
+        slices. A changed connection is still seen within seconds.
+        """
         if self._async_config is None:
+            now = monotonic()
+            recent = _recent_configs.get(self.conn_id)
+            if recent is not None and recent[0] > now:
+                self._async_config = recent[1]
+                return recent[1]
             lookup = getattr(BaseHook, "aget_connection", None)
             if lookup is not None:
                 conn = await lookup(self.conn_id)
             else:  # Task SDK before aget_connection: run the sync lookup in a thread, not on the loop
                 conn = await asyncio.to_thread(self.get_connection, self.conn_id)
             self._async_config = _one_instance(config_from_connection(conn))
+            _recent_configs[self.conn_id] = (monotonic() + RECENT_LOOKUP_SECONDS, self._async_config)
         return self._async_config
 
     @property
