@@ -82,7 +82,8 @@ MONITOR_TICK = 0.010
 IDLE_PROBE = 2.0
 STALL_TARGET_MS = 20.0
 TARGET_N = 5000
-IMPLS = ("ours", "baseline")
+FLOOR_OBJECTS = 0
+IMPLS = ("ours", "baseline", "floor")
 INPUT_LINE = (
     b'{"custom_id":"r-1","method":"POST","url":"/v1/chat/completions",'
     b'"body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":4}}\n'
@@ -296,6 +297,17 @@ def worker(args: argparse.Namespace) -> None:
     proc = psutil.Process()
     perf = time.perf_counter
 
+    async def timed_aget_batch(self: object, batch_id: str) -> object:
+        started = perf()
+        rec.start(batch_id, started)
+        ok = False
+        try:
+            result = await original(self, batch_id)
+            ok = True
+            return result
+        finally:
+            rec.end(batch_id, started, perf(), ok)
+
     if impl == "ours":
         from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook as Hook
         from airflow_provider_openai_batch.triggers.batch import OpenAIBatchTrigger
@@ -307,20 +319,24 @@ def worker(args: argparse.Namespace) -> None:
             await Hook(CONN_ID).aget_batch(ids[0])
 
         original = Hook.aget_batch
-
-        async def timed_aget_batch(self: object, batch_id: str) -> object:
-            started = perf()
-            rec.start(batch_id, started)
-            ok = False
-            try:
-                result = await original(self, batch_id)
-                ok = True
-                return result
-            finally:
-                rec.end(batch_id, started, perf(), ok)
-
         patch = ("aget_batch", timed_aget_batch)
         import airflow_provider_openai_batch.triggers.batch as trigger_module
+    elif impl == "floor":
+        import _floor_trigger as trigger_module  # type: ignore[import-not-found]
+
+        import airflow_provider_openai_batch.triggers.batch  # noqa: F401 - the same Airflow-sized heap as ours
+
+        Hook = trigger_module.FloorHook
+        Hook.latency = latency
+
+        def make(batch_id: str, end_time: float) -> object:
+            return trigger_module.FloorTrigger(batch_id, interval, args.floor_objects)
+
+        async def warm_up() -> None:
+            await Hook().aget_batch(ids[0])
+
+        original = Hook.aget_batch
+        patch = ("aget_batch", timed_aget_batch)
     else:
         import airflow.providers.openai.triggers.openai as official
         from airflow.providers.openai.hooks.openai import OpenAIHook as Hook
@@ -429,6 +445,7 @@ def worker(args: argparse.Namespace) -> None:
         result.update(
             impl=impl,
             n=n,
+            floor_objects=args.floor_objects if impl == "floor" else None,
             window_s=now - t0,
             stall_max_ms=max(late, default=0.0) * 1e3,
             stall_p99_ms=_pct(late, 0.99) * 1e3,
@@ -470,6 +487,8 @@ def worker(args: argparse.Namespace) -> None:
     async def main() -> None:
         await warm_up()
         setattr(Hook, *patch)
+        if args.gc_threshold:
+            gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
         if args.gc_freeze:
             gc.collect()
             gc.freeze()
@@ -568,6 +587,10 @@ def run_one(
     ]  # fmt: skip
     if args.gc_freeze:
         cmd.append("--gc-freeze")
+    if args.gc_threshold:
+        cmd += ["--gc-threshold", args.gc_threshold]
+    if impl == "floor":
+        cmd += ["--floor-objects", str(args.floor_objects)]
     if args.profile:
         cmd += ["--profile", f"{args.profile}.{impl}-{n}.pstats"]
     started = time.monotonic()
@@ -632,15 +655,19 @@ ROWS = [
 
 
 def print_table(n: int, results: dict[str, dict]) -> None:
-    ours, base = results.get("ours"), results.get("baseline")
+    ours, base, floor = results.get("ours"), results.get("baseline"), results.get("floor")
     print(f"\nN = {n:,} triggers, one event loop")
-    print(f"  {'figure':34s} {'ours':>12s} {'baseline':>12s} {'ours/base':>10s}")
+    print(f"  {'figure':34s} {'ours':>12s} {'baseline':>12s} {'ours/base':>10s} {'control':>12s}")
     for label, key, unit, digits in ROWS:
         a = ours.get(key) if ours else None
         b = base.get(key) if base else None
+        c = floor.get(key) if floor else None
         ratio = a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
         name = f"{label} ({unit})" if unit else label
-        print(f"  {name:34s} {fmt(a, digits):>12s} {fmt(b, digits):>12s} {fmt(ratio, 3):>10s}")
+        print(f"  {name:34s} {fmt(a, digits):>12s} {fmt(b, digits):>12s} {fmt(ratio, 3):>10s} {fmt(c, digits):>12s}")
+    if floor:
+        extra_objects = floor["floor_objects"]
+        print(f"  control: a trigger with no HTTP request, {extra_objects} extra objects held (_floor_trigger.py)")
     for impl, res in results.items():
         extra = f"window {res['window_s']:.1f} s, wall {res['wall_s']:.1f} s, events {res.get('events')}"
         if res.get("note"):
@@ -684,6 +711,25 @@ def figures_for(n: int, results: dict[str, dict], arrival: str) -> list[dict]:
                 "target": target,
             }
         )
+    floor = results.get("floor")
+    if floor:
+        control = f"control: no HTTP, {floor['floor_objects']} extra objects per trigger"
+        for label, key, unit, digits in (
+            ("longest event-loop stall", "stall_max_ms", "ms", 2),
+            ("full GC runs", "gc_full_collections", "", 0),
+            ("GC-tracked objects per trigger", "objects_per_trigger", "", 0),
+        ):
+            value = floor.get(key)
+            figures.append(
+                {
+                    "figure": f"{label}, {control}, N={n}",
+                    "ours": round(value, digits) if isinstance(value, float) else value,
+                    "baseline": None,
+                    "unit": unit,
+                    "ratio": None,
+                    "target": "context: what the loop and the collector cost with no trigger code",
+                }
+            )
     return figures
 
 
@@ -701,7 +747,11 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=30.0, help="seconds between polls (default 30)")
     parser.add_argument("--duration", type=float, default=60.0, help="measured window per run, seconds (default 60)")
     parser.add_argument("--latency", type=float, default=0.1, help="latency injected on GET /v1/batches/* (s)")
-    parser.add_argument("--impl", default="ours,baseline", help="which implementations to run")
+    parser.add_argument(
+        "--impl",
+        default="ours,baseline,floor",
+        help="which to run: ours, baseline, floor (the control, at the largest N only)",
+    )
     parser.add_argument(
         "--arrival",
         choices=["spread", "burst"],
@@ -717,6 +767,15 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=10.0, help="seconds a run may take to stop after its window")
     parser.add_argument(
         "--gc-freeze", action="store_true", help="experiment: gc.freeze() the start-up heap before the triggers start"
+    )
+    parser.add_argument(
+        "--gc-threshold", help="experiment: gc.set_threshold(A, B, C) in the trigger process, given as A,B,C"
+    )
+    parser.add_argument(
+        "--floor-objects",
+        type=int,
+        default=FLOOR_OBJECTS,
+        help=f"long-lived objects each control ('floor') trigger holds (default {FLOOR_OBJECTS})",
     )
     parser.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     parser.add_argument("--n-one", type=int, help=argparse.SUPPRESS)
@@ -760,6 +819,8 @@ def main() -> None:
             for n in counts:
                 all_results[n] = {}
                 for impl in impls:
+                    if impl == "floor" and n != max(counts):
+                        continue  # the control matters where the collector does: the largest N
                     time.sleep(1.0)  # let the previous run's connections drain
                     before_polls, before_cpu = server.get_batch_requests(), server.cpu_seconds()
                     load = loadavg()
