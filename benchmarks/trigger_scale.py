@@ -50,8 +50,18 @@ again 30 s later, ours (which waits one interval first) once, between 30 and 60 
 N = 5000) asks for more CPU than one core has: useful as a stress test (what happens past
 saturation), not as a measure of blocking. The provider's own default poll interval is 60 s.
 
+Control ("floor", run at the largest N only): ``_floor_trigger.py``, a trigger with our schedule
+whose poll is a plain sleep as long as the latency, in the same kind of process (Airflow imported,
+the same harness). It tells what the loop and CPython's collector cost when a trigger's own code
+costs nothing; ``--floor-objects K`` makes each hold K more long-lived objects. ``--gc-threshold
+A,B,C`` and ``--gc-freeze`` try triggerer-wide collector settings.
+
 Ratios are ours / baseline (below 1 = ours smaller). Target (issue): longest stall under 20 ms at
-N = 5000, where the official trigger stalls for the full latency on every poll.
+N = 5000, where the official trigger stalls for the full latency on every poll. What decides the
+longest stall at N = 5000 is CPython's full (generation 2) collection, which walks every container
+object of the process in one go: Airflow's ~160,000 after start-up plus every waiting trigger's. It
+runs whenever the objects promoted since the last one exceed a quarter of the old generation, so at
+5,000 triggers it comes a few times a minute and takes 100-250 ms here, for the control as well.
 
 Output: human-readable lines, then one ``BENCH_JSON {...}`` line. ``--quick`` runs N = 200 only.
 """
