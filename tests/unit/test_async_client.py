@@ -276,6 +276,25 @@ async def test_shared_clients_draw_on_one_pool_set_of_single_connection_clients(
     assert len(made) == 64, "later requests made no new clients"
 
 
+async def test_a_cancelled_poll_gives_its_connection_back(server, batch_ids, pools_closed):
+    """A trigger killed mid-request (the user marked the task failed) must not take a pooled client with it."""
+    client = AsyncOpenAIBatchClient.shared(make_config(server))
+    server.set_faults(latency=0.5, methods="GET")
+    polls = [asyncio.create_task(client.get_batch(batch_ids[0])) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    for poll in polls:
+        poll.cancel()
+    assert [isinstance(r, asyncio.CancelledError) for r in await asyncio.gather(*polls, return_exceptions=True)] == [
+        True
+    ] * 3
+    server.set_faults()
+    pool_set = client._pools
+    assert pool_set._idle.qsize() == len(pool_set.clients) == 3, "every client is back, idle"
+    results = await asyncio.gather(*(client.get_batch(batch_ids[1]) for _ in range(3)))
+    assert [b.id for b in results] == [batch_ids[1]] * 3
+    assert len(pool_set.clients) == 3, "the returned clients were reused"
+
+
 async def test_different_accounts_get_different_pool_sets(server, pools_closed):
     a = AsyncOpenAIBatchClient.shared(make_config(server))
     b = AsyncOpenAIBatchClient.shared(make_config(server, api_key="sk-other-account-key"))
