@@ -176,17 +176,6 @@ async def test_a_first_failure_is_retried_as_attempt_2_and_honours_retry_after(s
     assert f"GET /batches/{batch_ids[1]} in 1.0s (attempt 2 of 3)" in messages[0], "Retry-After, not the 5 s backoff"
 
 
-async def test_a_first_failure_that_is_not_retryable_is_raised_without_another_request(server):
-    client = AsyncOpenAIBatchClient(make_config(server))
-    try:
-        with pytest.raises(OpenAIAPIError) as caught:
-            await client.get_batch("batch_missing")
-    finally:
-        await client.aclose()
-    assert caught.value.status_code == 404
-    assert len(server.requests) == 1
-
-
 async def test_a_poll_that_succeeds_builds_no_retry_machinery(server, batch_ids, monkeypatch):
     """The triggerer's hot path: tenacity is only built once an attempt has failed."""
     import tenacity
