@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,12 +53,14 @@ def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):
 
 @pytest.fixture(autouse=True)
 def _fresh_connection_lookups():
-    """Tests point one connection id at a new fake server each time: no lookup carries over."""
-    from airflow_provider_openai_batch.hooks.batch import forget_recent_connections
+    """Tests point one connection id at a new fake server each time: no lookup carries over.
 
-    forget_recent_connections()
+    Only once the hook module is loaded, so tests of Airflow-free code do not import Airflow.
+    """
     yield
-    forget_recent_connections()
+    hooks = sys.modules.get("airflow_provider_openai_batch.hooks.batch")
+    if hooks is not None:
+        hooks.forget_recent_connections()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -7,14 +7,14 @@ OpenAI key auth), ``timeout`` (seconds), ``max_retries``, and ``dashboard_url`` 
 template with ``{batch_id}`` for services other than OpenAI's).
 
 Inside a trigger the connection is looked up with the async API so the triggerer's
-event loop never blocks, and every trigger of one connection in the process shares a
-few small connection pools (no TLS handshake per poll).
+event loop never blocks (one lookup serves every hook of the process for a few
+seconds), and every trigger of one connection in the process shares up to 64 pooled
+connections (no TLS handshake per poll).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterator
 from functools import cached_property
 from time import monotonic
@@ -77,16 +77,6 @@ def forget_recent_connections() -> None:
     _recent_configs.clear()
 
 
-@functools.lru_cache(maxsize=64)
-def _one_instance(config: ClientConfig) -> ClientConfig:
-    """The first config equal to ``config``: thousands of triggers of one connection then hold one object.
-
-    Fewer long-lived objects make the garbage collector's full passes, which stall the
-    triggerer's loop, shorter and rarer.
-    """
-    return config
-
-
 class OpenAIBatchHook(BaseHook):
     """Talks to the OpenAI Files and Batches API for one Airflow connection.
 
@@ -125,9 +115,8 @@ class OpenAIBatchHook(BaseHook):
         slices. A changed connection is still seen within seconds.
         """
         if self._async_config is None:
-            now = monotonic()
             recent = _recent_configs.get(self.conn_id)
-            if recent is not None and recent[0] > now:
+            if recent is not None and recent[0] > monotonic():
                 self._async_config = recent[1]
                 return recent[1]
             lookup = getattr(BaseHook, "aget_connection", None)
@@ -135,7 +124,7 @@ class OpenAIBatchHook(BaseHook):
                 conn = await lookup(self.conn_id)
             else:  # Task SDK before aget_connection: run the sync lookup in a thread, not on the loop
                 conn = await asyncio.to_thread(self.get_connection, self.conn_id)
-            self._async_config = _one_instance(config_from_connection(conn))
+            self._async_config = config_from_connection(conn)
             _recent_configs[self.conn_id] = (monotonic() + RECENT_LOOKUP_SECONDS, self._async_config)
         return self._async_config
 
