@@ -20,8 +20,8 @@ _EXPORTS = {
     "OpenAIBatchSensor": "airflow_provider_openai_batch.sensors.batch",
     "OpenAIBatchTrigger": "airflow_provider_openai_batch.triggers.batch",
     "OpenAIBatchLink": "airflow_provider_openai_batch.links",
-    "validate_batch_file": "airflow_provider_openai_batch.batchfile",
-    "split_batch_file": "airflow_provider_openai_batch.splitter",
+    "validate_batch_file": "airflow_provider_openai_batch.inputs.batchfile",
+    "split_batch_file": "airflow_provider_openai_batch.inputs.splitter",
 }
 
 __all__ = ["__version__", *_EXPORTS]

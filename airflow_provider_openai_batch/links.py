@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
-from airflow_provider_openai_batch.client import DEFAULT_BASE_URL
+from airflow_provider_openai_batch.api.client import DEFAULT_BASE_URL
 
 DASHBOARD = "https://platform.openai.com/batches/{batch_id}"
 XCOM_KEY = "batch_url"

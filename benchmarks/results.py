@@ -99,7 +99,7 @@ def generate(directory: str, lines: int, line_kb: float, error_pct: float) -> di
 
 
 def _batch_and_fetch(directory: str):
-    from airflow_provider_openai_batch.models import Batch
+    from airflow_provider_openai_batch.api.models import Batch
 
     batch = Batch(id="batch_bench", status="expired", output_file_id=OUTPUT, error_file_id=ERRORS, endpoint=ENDPOINT)
 
@@ -114,8 +114,8 @@ def worker(kind: str, directory: str) -> None:
     """Run one measurement in this fresh process and print a JSON line of seconds, RSS growth and extras."""
     import psutil
 
-    from airflow_provider_openai_batch.landing import land_results
-    from airflow_provider_openai_batch.results import ResultMerge
+    from airflow_provider_openai_batch.results.landing import land_results
+    from airflow_provider_openai_batch.results.merge import ResultMerge
 
     batch, fetch_lines = _batch_and_fetch(directory)
     input_file = os.path.join(directory, INPUT)

@@ -89,7 +89,7 @@ class PeakRss:
 def _uploader(kind: str, url: str):
     """Build the client first (not measured); return ``upload(path) -> bytes stored``."""
     if kind == "ours":
-        from airflow_provider_openai_batch.client import ClientConfig, OpenAIBatchClient
+        from airflow_provider_openai_batch.api.client import ClientConfig, OpenAIBatchClient
 
         client = OpenAIBatchClient(ClientConfig(api_key=API_KEY, base_url=url, timeout=600))
         return lambda path: client.upload_file(path).bytes

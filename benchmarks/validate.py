@@ -37,7 +37,7 @@ def _baseline(path: str) -> None:
 
 
 def _ours(path: str) -> None:
-    from airflow_provider_openai_batch.batchfile import validate_batch_file
+    from airflow_provider_openai_batch.inputs.batchfile import validate_batch_file
 
     validate_batch_file(path, ENDPOINT)
 
@@ -48,7 +48,7 @@ def worker(kind: str, path: str) -> None:
 
     run = _ours if kind == "ours" else _baseline
     if kind == "ours":
-        import airflow_provider_openai_batch.batchfile  # noqa: F401  (import cost is not measured)
+        import airflow_provider_openai_batch.inputs.batchfile  # noqa: F401  (import cost is not measured)
     before = psutil.Process().memory_info().rss
     start = time.perf_counter()
     run(path)

@@ -15,7 +15,7 @@ from airflow_provider_openai_batch import (
     OpenAIBatchResultsOperator,
     OpenAIBatchSplitOperator,
 )
-from airflow_provider_openai_batch.builder import embedding_request, write_batch_requests
+from airflow_provider_openai_batch.inputs.builder import embedding_request, write_batch_requests
 
 BASE = os.environ.get("OPENAI_BATCH_EXAMPLES_BASE", "file:///tmp/openai-batch-examples")
 MODEL = os.environ.get("OPENAI_BATCH_EMBEDDING_MODEL", "text-embedding-3-small")

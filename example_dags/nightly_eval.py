@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath, dag, task
 
 from airflow_provider_openai_batch import OpenAIBatchOperator, OpenAIBatchResultsOperator, OpenAIBatchSensor
-from airflow_provider_openai_batch.builder import requests_from_template, write_batch_requests
+from airflow_provider_openai_batch.inputs.builder import requests_from_template, write_batch_requests
 
 EVAL_SET = Path(__file__).parent / "data" / "nightly_eval_set.jsonl"
 BASE = os.environ.get("OPENAI_BATCH_EXAMPLES_BASE", "file:///tmp/openai-batch-examples")

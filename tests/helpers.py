@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from airflow_provider_openai_batch.client import ClientConfig
-from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.api.client import ClientConfig
+from airflow_provider_openai_batch.api.retry import RetryPolicy
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
 API_KEY = "sk-test-unit-0123456789abcdef"

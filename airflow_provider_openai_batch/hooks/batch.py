@@ -22,17 +22,17 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_openai_batch.client import (
+from airflow_provider_openai_batch.api.client import (
     DEFAULT_BASE_URL,
     AsyncOpenAIBatchClient,
     ClientConfig,
     OpenAIBatchClient,
     ensure_ssl_context,
 )
-from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
-from airflow_provider_openai_batch.results import ResultRecord, iter_results
-from airflow_provider_openai_batch.retry import RetryPolicy
-from airflow_provider_openai_batch.sources import Source
+from airflow_provider_openai_batch.api.models import Batch, FileDeleted, FileObject, ListPage
+from airflow_provider_openai_batch.api.retry import RetryPolicy
+from airflow_provider_openai_batch.inputs.sources import Source
+from airflow_provider_openai_batch.results.merge import ResultRecord, iter_results
 
 
 def base_url_from(host: str | None, port: int | None = None, schema: str | None = None) -> str:

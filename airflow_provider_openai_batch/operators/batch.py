@@ -24,27 +24,27 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_openai_batch.batchfile import BatchFileSummary, validate_batch_file
-from airflow_provider_openai_batch.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.api.params import validate_create_params
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
+from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
+from airflow_provider_openai_batch.inputs.sources import describe_source
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
 from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.outcome import check_outcome, xcom_values
-from airflow_provider_openai_batch.params import validate_create_params
-from airflow_provider_openai_batch.polling import (
+from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key, submit_once
+from airflow_provider_openai_batch.triggers.batch import (
+    DEFAULT_MAX_OUTAGE,
+    OpenAIBatchResubmitTrigger,
+    OpenAIBatchTrigger,
+)
+from airflow_provider_openai_batch.waiting.outcome import check_outcome, xcom_values
+from airflow_provider_openai_batch.waiting.polling import (
     OutageBudget,
     ProgressTracker,
     decide,
     event_payload,
     is_token_limit_failure,
-)
-from airflow_provider_openai_batch.sources import describe_source
-from airflow_provider_openai_batch.submission import RESERVED_METADATA_PAIRS, idempotency_key, submit_once
-from airflow_provider_openai_batch.triggers.batch import (
-    DEFAULT_MAX_OUTAGE,
-    OpenAIBatchResubmitTrigger,
-    OpenAIBatchTrigger,
 )
 
 FILE_ID_PREFIX = "file-"

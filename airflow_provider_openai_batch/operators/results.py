@@ -19,12 +19,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_openai_batch.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.landing import land_results
-from airflow_provider_openai_batch.models import Batch
 from airflow_provider_openai_batch.operators.batch import resolve_input
-from airflow_provider_openai_batch.retry_file import write_retry_file
+from airflow_provider_openai_batch.results.landing import land_results
+from airflow_provider_openai_batch.results.retry_file import write_retry_file
 
 
 def as_batch_ids(batch_id: str | Sequence[str]) -> list[str]:

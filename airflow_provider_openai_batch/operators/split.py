@@ -1,7 +1,7 @@
 """OpenAIBatchSplitOperator: cut an oversize input into shards for ``.expand()`` (floor 3).
 
 The Batch API refuses files over 50,000 requests, 200 MB or (embeddings) 50,000 inputs.
-This operator wraps :func:`~airflow_provider_openai_batch.splitter.split_batch_file` and
+This operator wraps :func:`~airflow_provider_openai_batch.inputs.splitter.split_batch_file` and
 returns the shard locations, so a DAG fans out with
 ``OpenAIBatchOperator.partial(...).expand(input_file=split.output)``. In a distributed
 deployment the destination must be shared storage (an ObjectStoragePath such as
@@ -15,8 +15,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_openai_batch.inputs.splitter import split_batch_file
 from airflow_provider_openai_batch.operators.results import resolve_location
-from airflow_provider_openai_batch.splitter import split_batch_file
 
 
 class OpenAIBatchSplitOperator(BaseOperator):

@@ -20,13 +20,13 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_openai_batch.exceptions import BatchTerminalError
+from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
 from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url
-from airflow_provider_openai_batch.outcome import check_outcome, xcom_values
-from airflow_provider_openai_batch.polling import decide, event_payload, is_transient, progress
 from airflow_provider_openai_batch.triggers.batch import DEFAULT_MAX_OUTAGE, OpenAIBatchTrigger
+from airflow_provider_openai_batch.waiting.outcome import check_outcome, xcom_values
+from airflow_provider_openai_batch.waiting.polling import decide, event_payload, is_transient, progress
 
 FINAL_OUTCOMES = frozenset({"completed", "failed", "expired", "cancelled"})
 """Outcomes a sensor retry cannot change (``timeout`` and ``error`` may clear up on a retry)."""

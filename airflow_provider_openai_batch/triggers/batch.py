@@ -20,9 +20,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.polling import OutageBudget, ProgressTracker, decide, event_payload
+from airflow_provider_openai_batch.waiting.polling import OutageBudget, ProgressTracker, decide, event_payload
 
 DEFAULT_MAX_OUTAGE = 1800.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_openai_batch.results import ResultRecord
+from airflow_provider_openai_batch.results.merge import ResultRecord
 
 pytestmark = pytest.mark.e2e
 

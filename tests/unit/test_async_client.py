@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_openai_batch.client import (
+from airflow_provider_openai_batch.api.client import (
     SHARED_POOLS,
     AsyncOpenAIBatchClient,
     OpenAIBatchClient,
 )
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
-from airflow_provider_openai_batch.models import BatchStatus
-from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.models import BatchStatus
+from airflow_provider_openai_batch.api.retry import RetryPolicy
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 from tests.helpers import CHAT, LIFETIME, chat_line, make_config
 
@@ -164,7 +164,7 @@ async def test_a_first_failure_is_retried_as_attempt_2_and_honours_retry_after(s
     """The first try runs outside tenacity; its failure must still count, log and wait as attempt 1."""
     server.fail_next(1, 429, method="GET", retry_after=1)
     client = AsyncOpenAIBatchClient(make_config(server, retry=RetryPolicy(max_attempts=3, initial_delay=5.0)))
-    caplog.set_level("WARNING", logger="airflow_provider_openai_batch.retry")
+    caplog.set_level("WARNING", logger="airflow_provider_openai_batch.api.retry")
     try:
         batch = await client.get_batch(batch_ids[1])
     finally:

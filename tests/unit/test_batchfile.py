@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from airflow_provider_openai_batch import batchfile
-from airflow_provider_openai_batch.batchfile import (
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError
+from airflow_provider_openai_batch.inputs import batchfile
+from airflow_provider_openai_batch.inputs.batchfile import (
     REQUIRED_BODY_FIELDS,
     BatchFileSummary,
     BatchLimits,
@@ -22,7 +23,6 @@ from airflow_provider_openai_batch.batchfile import (
     iter_lines,
     validate_batch_file,
 )
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -362,8 +362,8 @@ def test_iter_lines_matches_file_iteration_and_hashes_every_byte(monkeypatch, bl
 def test_input_layer_does_not_import_airflow():
     code = (
         "import sys\n"
-        "import airflow_provider_openai_batch.batchfile, airflow_provider_openai_batch.params\n"
-        "import airflow_provider_openai_batch.splitter, airflow_provider_openai_batch.builder\n"
+        "import airflow_provider_openai_batch.inputs.batchfile, airflow_provider_openai_batch.api.params\n"
+        "import airflow_provider_openai_batch.inputs.splitter, airflow_provider_openai_batch.inputs.builder\n"
         "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

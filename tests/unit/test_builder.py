@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 from upath import UPath
 
-from airflow_provider_openai_batch.batchfile import BatchLimits, validate_batch_file
-from airflow_provider_openai_batch.builder import (
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError
+from airflow_provider_openai_batch.inputs.batchfile import BatchLimits, validate_batch_file
+from airflow_provider_openai_batch.inputs.builder import (
     BatchRequest,
     chat_request,
     embedding_request,
@@ -20,7 +21,6 @@ from airflow_provider_openai_batch.builder import (
     responses_request,
     write_batch_requests,
 )
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from upath import UPath
 
-from airflow_provider_openai_batch.client import ClientConfig, OpenAIBatchClient, error_from_response
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
-from airflow_provider_openai_batch.models import BatchStatus
-from airflow_provider_openai_batch.retry import RetryPolicy
+from airflow_provider_openai_batch.api.client import ClientConfig, OpenAIBatchClient, error_from_response
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.models import BatchStatus
+from airflow_provider_openai_batch.api.retry import RetryPolicy
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 from tests.helpers import API_KEY, CHAT, FAST, LIFETIME, WRONG_KEY, ManualClock, chat_line, make_config
 
@@ -231,7 +231,7 @@ def test_insufficient_quota_429_is_not_retried():
 
 def test_retry_after_one_second_is_honoured(server, client, caplog):
     server.fail_next(1, 429, method="GET", retry_after=1)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_batch.retry"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_openai_batch.api.retry"):
         client.list_batches()
     records = server.requests
     assert [r.status for r in records] == [429, 200]

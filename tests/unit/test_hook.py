@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_openai_batch.client import DEFAULT_BASE_URL, SHARED_POOLS
+from airflow_provider_openai_batch.api.client import DEFAULT_BASE_URL, SHARED_POOLS
+from airflow_provider_openai_batch.api.models import BatchStatus
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook, base_url_from, config_from_connection
-from airflow_provider_openai_batch.models import BatchStatus
-from airflow_provider_openai_batch.results import ResultStatus
+from airflow_provider_openai_batch.results.merge import ResultStatus
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 from tests.helpers import API_KEY, CHAT, LIFETIME, WRONG_KEY, chat_line
 

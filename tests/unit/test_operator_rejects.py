@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_openai_batch import OpenAIBatchOperator
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
 URL = "/v1/chat/completions"

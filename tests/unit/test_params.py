@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_openai_batch.exceptions import BatchParameterError
-from airflow_provider_openai_batch.models import ENDPOINTS
-from airflow_provider_openai_batch.params import output_expires_after_body, validate_create_params
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.models import ENDPOINTS
+from airflow_provider_openai_batch.api.params import output_expires_after_body, validate_create_params
 
 CHAT = "/v1/chat/completions"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_openai_batch.exceptions import BatchTerminalError, OpenAIAPIError, OpenAITransportError
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.outcome import check_outcome, xcom_values
-from airflow_provider_openai_batch.polling import (
+from airflow_provider_openai_batch.api.exceptions import BatchTerminalError, OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.waiting.outcome import check_outcome, xcom_values
+from airflow_provider_openai_batch.waiting.polling import (
     OutageBudget,
     PollAction,
     ProgressTracker,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from airflow_provider_openai_batch.landing import ResultsManifest, land_results, open_atomic
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.results import (
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.results.landing import ResultsManifest, land_results, open_atomic
+from airflow_provider_openai_batch.results.merge import (
     ResultMerge,
     ResultRecord,
     ResultsInputError,

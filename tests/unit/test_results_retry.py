@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from airflow_provider_openai_batch.batchfile import validate_batch_file
-from airflow_provider_openai_batch.landing import land_results
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.retry_file import write_retry_file
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.inputs.batchfile import validate_batch_file
+from airflow_provider_openai_batch.results.landing import land_results
+from airflow_provider_openai_batch.results.retry_file import write_retry_file
 
 URL = "/v1/chat/completions"
 
@@ -184,8 +184,8 @@ def test_a_file_that_is_not_a_results_file_is_refused(tmp_path, landed):
 
 def test_the_results_layer_imports_no_airflow():
     code = (
-        "import sys, airflow_provider_openai_batch.results, airflow_provider_openai_batch.landing, "
-        "airflow_provider_openai_batch.retry_file; "
+        "import sys, airflow_provider_openai_batch.results.merge, airflow_provider_openai_batch.results.landing, "
+        "airflow_provider_openai_batch.results.retry_file; "
         "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
     )
     root = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from airflow_provider_openai_batch.batchfile import BatchLimits, validate_batch_file
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError
-from airflow_provider_openai_batch.splitter import plan_shards, split_batch_file
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError
+from airflow_provider_openai_batch.inputs.batchfile import BatchLimits, validate_batch_file
+from airflow_provider_openai_batch.inputs.splitter import plan_shards, split_batch_file
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"

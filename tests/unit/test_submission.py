@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_openai_batch.client import OpenAIBatchClient
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError
-from airflow_provider_openai_batch.models import BatchStatus
-from airflow_provider_openai_batch.submission import (
+from airflow_provider_openai_batch.api.client import OpenAIBatchClient
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
+from airflow_provider_openai_batch.api.models import BatchStatus
+from airflow_provider_openai_batch.submitting.submission import (
     FINGERPRINT_KEY,
     IDEMPOTENCY_KEY,
     find_batch,

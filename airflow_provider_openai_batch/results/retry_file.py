@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from airflow_provider_openai_batch.landing import describe_destination, open_atomic
-from airflow_provider_openai_batch.results import ResultStatus, iter_input_requests, loads
-from airflow_provider_openai_batch.sources import Source, describe_source, open_binary
+from airflow_provider_openai_batch.inputs.sources import Source, describe_source, open_binary
+from airflow_provider_openai_batch.results.landing import describe_destination, open_atomic
+from airflow_provider_openai_batch.results.merge import ResultStatus, iter_input_requests, loads
 
 DEFAULT_RETRY_STATUSES: frozenset[int | str] = frozenset({408, 409, 429, 500, 502, 503, 504})
 DEFAULT_RETRY_CLASSES: tuple[str, ...] = ("expired", "cancelled", "missing", "errored")

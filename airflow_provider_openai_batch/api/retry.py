@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError, OpenAITransportError
 
 log = logging.getLogger(__name__)
 

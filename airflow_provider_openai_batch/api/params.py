@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_openai_batch.exceptions import BatchParameterError
-from airflow_provider_openai_batch.models import ENDPOINTS
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.api.models import ENDPOINTS
 
 DEFAULT_COMPLETION_WINDOW = "24h"
 """The only completion window OpenAI accepts."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_openai_batch.exceptions import BatchTerminalError
-from airflow_provider_openai_batch.polling import failed_ratio
+from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
+from airflow_provider_openai_batch.waiting.polling import failed_ratio
 
 XCOM_KEYS = ("output_file_id", "error_file_id", "request_counts")
 

@@ -1,7 +1,7 @@
 """Sync and async HTTP clients for the Files and Batches API over httpx (floor 1: no Airflow import).
 
 Both clients share one :class:`ClientConfig` (auth, base URL, timeouts), one
-:class:`~airflow_provider_openai_batch.retry.RetryPolicy` and one way of turning a
+:class:`~airflow_provider_openai_batch.api.retry.RetryPolicy` and one way of turning a
 response into a model or an :class:`OpenAIAPIError`; they differ only in how a request
 is sent. Uploads stream the file in 64 KiB chunks (httpx multipart), downloads stream
 lines, and nothing here ever puts the API key in a repr, a log line or an error.
@@ -30,10 +30,10 @@ import httpx
 import tenacity
 from pydantic import BaseModel
 
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError, OpenAITransportError
-from airflow_provider_openai_batch.models import Batch, FileDeleted, FileObject, ListPage
-from airflow_provider_openai_batch.retry import RetryPolicy, replay_first_failure
-from airflow_provider_openai_batch.sources import Source, is_file_like, open_binary, source_filename
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.models import Batch, FileDeleted, FileObject, ListPage
+from airflow_provider_openai_batch.api.retry import RetryPolicy, replay_first_failure
+from airflow_provider_openai_batch.inputs.sources import Source, is_file_like, open_binary, source_filename
 
 log = logging.getLogger(__name__)
 

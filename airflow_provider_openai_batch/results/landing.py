@@ -23,9 +23,9 @@ from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.results import FetchLines, ResultMerge, ResultStatus
-from airflow_provider_openai_batch.sources import Source, describe_source
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.inputs.sources import Source, describe_source
+from airflow_provider_openai_batch.results.merge import FetchLines, ResultMerge, ResultStatus
 
 MANIFEST_SCHEMA_VERSION = 1
 _WRITE_BUFFER = 1 << 20

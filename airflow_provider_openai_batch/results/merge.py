@@ -34,9 +34,9 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
-from airflow_provider_openai_batch.exceptions import OpenAIBatchError
-from airflow_provider_openai_batch.models import Batch
-from airflow_provider_openai_batch.sources import Source, describe_source, open_binary
+from airflow_provider_openai_batch.api.exceptions import OpenAIBatchError
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.inputs.sources import Source, describe_source, open_binary
 
 FetchLines = Callable[[str], Iterable[bytes]]
 """Streams the lines of a file id; the hook passes its client's ``iter_file_lines``."""

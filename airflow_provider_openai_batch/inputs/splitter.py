@@ -2,7 +2,7 @@
 
 An embeddings backfill of 300,000 texts, or an eval set that grew past 50,000 prompts, cannot
 be one batch. :func:`split_batch_file` cuts it into files that each pass
-:func:`~airflow_provider_openai_batch.batchfile.validate_batch_file` and returns their
+:func:`~airflow_provider_openai_batch.inputs.batchfile.validate_batch_file` and returns their
 locations, ready for ``OpenAIBatchOperator.partial(...).expand(input_file=...)``.
 
 It reads the source twice and holds no line in memory: the first pass checks every line with
@@ -22,16 +22,22 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from airflow_provider_openai_batch.batchfile import (
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError, LineProblem
+from airflow_provider_openai_batch.inputs.batchfile import (
     BatchFileScanner,
     BatchFileSummary,
     BatchLimits,
     ProblemLog,
     iter_lines,
 )
-from airflow_provider_openai_batch.builder import StagedFile, local_path
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError, LineProblem
-from airflow_provider_openai_batch.sources import Source, describe_source, is_file_like, open_binary, source_filename
+from airflow_provider_openai_batch.inputs.builder import StagedFile, local_path
+from airflow_provider_openai_batch.inputs.sources import (
+    Source,
+    describe_source,
+    is_file_like,
+    open_binary,
+    source_filename,
+)
 
 SHARD_DIGITS = 5
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError
-from airflow_provider_openai_batch.models import Batch, BatchStatus
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
+from airflow_provider_openai_batch.api.models import Batch, BatchStatus
 
 EVENT_STATUSES = frozenset({"completed", "failed", "expired", "cancelled", "timeout", "error"})
 SHOWN_ERRORS = 5

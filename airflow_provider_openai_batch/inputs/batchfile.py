@@ -20,9 +20,9 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from airflow_provider_openai_batch.exceptions import BatchFileValidationError, BatchParameterError, LineProblem
-from airflow_provider_openai_batch.models import ENDPOINTS
-from airflow_provider_openai_batch.sources import Source, describe_source, open_binary
+from airflow_provider_openai_batch.api.exceptions import BatchFileValidationError, BatchParameterError, LineProblem
+from airflow_provider_openai_batch.api.models import ENDPOINTS
+from airflow_provider_openai_batch.inputs.sources import Source, describe_source, open_binary
 
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 

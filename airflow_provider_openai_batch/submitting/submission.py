@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airflow_provider_openai_batch.client import OpenAIBatchClient
-from airflow_provider_openai_batch.exceptions import OpenAIAPIError
-from airflow_provider_openai_batch.models import Batch, BatchStatus
+from airflow_provider_openai_batch.api.client import OpenAIBatchClient
+from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
+from airflow_provider_openai_batch.api.models import Batch, BatchStatus
 
 log = logging.getLogger(__name__)
 

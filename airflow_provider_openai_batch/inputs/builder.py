@@ -3,8 +3,8 @@
 A ``@task`` that turns a question set into a nightly eval, or a table into an embeddings
 backfill, should not hand-write JSONL: :func:`write_batch_requests` streams requests to a
 local path or a storage path, applies the same per-line rules as the validator (so what it
-writes passes :func:`~airflow_provider_openai_batch.batchfile.validate_batch_file`, or, when
-it is over the per-batch limits, :func:`~airflow_provider_openai_batch.splitter.split_batch_file`)
+writes passes :func:`~airflow_provider_openai_batch.inputs.batchfile.validate_batch_file`, or, when
+it is over the per-batch limits, :func:`~airflow_provider_openai_batch.inputs.splitter.split_batch_file`)
 and returns the same summary, fingerprint included.
 
 Writes are all-or-nothing: a local file is written under a temporary name and renamed into
@@ -23,15 +23,15 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from airflow_provider_openai_batch.batchfile import (
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.inputs.batchfile import (
     SPLIT_HINT,
     BatchFileScanner,
     BatchFileSummary,
     BatchLimits,
     ProblemLog,
 )
-from airflow_provider_openai_batch.exceptions import BatchParameterError
-from airflow_provider_openai_batch.sources import describe_source
+from airflow_provider_openai_batch.inputs.sources import describe_source
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -151,9 +151,9 @@ def write_batch_requests(
     url vs endpoint, required body fields, one model, no streaming). The per-batch size limits
     are checked only when ``limits`` is given (``limits=BatchLimits()`` for OpenAI's): a file
     too big for one batch is what an embeddings backfill writes on purpose, as the input of
-    :func:`~airflow_provider_openai_batch.splitter.split_batch_file`. On any problem nothing
+    :func:`~airflow_provider_openai_batch.inputs.splitter.split_batch_file`. On any problem nothing
     is left at ``destination`` and one
-    :class:`~airflow_provider_openai_batch.exceptions.BatchFileValidationError` lists them all.
+    :class:`~airflow_provider_openai_batch.api.exceptions.BatchFileValidationError` lists them all.
     The summary's fingerprint is the sha256 of the bytes written.
     """
     log = ProblemLog()
