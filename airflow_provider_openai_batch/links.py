@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperatorLink
-from airflow.sdk.execution_time.xcom import XCom
-
 from airflow_provider_openai_batch.api.client import DEFAULT_BASE_URL
+from airflow_provider_openai_batch.compat import BaseOperatorLink
 
 DASHBOARD = "https://platform.openai.com/batches/{batch_id}"
 XCOM_KEY = "batch_url"
@@ -40,4 +38,6 @@ class OpenAIBatchLink(BaseOperatorLink):
     name = "OpenAI Batch"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow_provider_openai_batch.compat import XCom
+
         return XCom.get_value(key=XCOM_KEY, ti_key=ti_key) or ""

@@ -20,8 +20,6 @@ from functools import cached_property
 from time import monotonic
 from typing import Any
 
-from airflow.sdk import BaseHook
-
 from airflow_provider_openai_batch.api.client import (
     DEFAULT_BASE_URL,
     AsyncOpenAIBatchClient,
@@ -31,6 +29,7 @@ from airflow_provider_openai_batch.api.client import (
 )
 from airflow_provider_openai_batch.api.models import Batch, FileDeleted, FileObject, ListPage
 from airflow_provider_openai_batch.api.retry import RetryPolicy
+from airflow_provider_openai_batch.compat import BaseHook, get_async_connection
 from airflow_provider_openai_batch.inputs.sources import Source
 from airflow_provider_openai_batch.results.merge import ResultRecord, iter_results
 
@@ -119,11 +118,7 @@ class OpenAIBatchHook(BaseHook):
             if recent is not None and recent[0] > monotonic():
                 self._async_config = recent[1]
                 return recent[1]
-            lookup = getattr(BaseHook, "aget_connection", None)
-            if lookup is not None:
-                conn = await lookup(self.conn_id)
-            else:  # Task SDK before aget_connection: run the sync lookup in a thread, not on the loop
-                conn = await asyncio.to_thread(self.get_connection, self.conn_id)
+            conn = await get_async_connection(self.conn_id)
             self._async_config = config_from_connection(conn)
             _recent_configs[self.conn_id] = (monotonic() + RECENT_LOOKUP_SECONDS, self._async_config)
         return self._async_config

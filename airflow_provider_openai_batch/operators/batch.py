@@ -22,11 +22,10 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_openai_batch.api.exceptions import BatchParameterError
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.api.params import validate_create_params
+from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
 from airflow_provider_openai_batch.inputs.sources import describe_source
@@ -60,7 +59,7 @@ def resolve_input(input_file: Any) -> tuple[Any, str | None]:
     if text.startswith(FILE_ID_PREFIX):
         return None, text
     if "://" in text:
-        from airflow.sdk import ObjectStoragePath
+        from airflow_provider_openai_batch.compat import ObjectStoragePath
 
         return ObjectStoragePath(text), None
     return text, None

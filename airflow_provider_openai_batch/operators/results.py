@@ -17,10 +17,9 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_openai_batch.api.exceptions import BatchParameterError
 from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.operators.batch import resolve_input
 from airflow_provider_openai_batch.results.landing import land_results

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
+from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.inputs.splitter import split_batch_file
 from airflow_provider_openai_batch.operators.results import resolve_location
 

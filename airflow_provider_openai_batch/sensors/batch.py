@@ -17,10 +17,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
+from airflow_provider_openai_batch.compat import AirflowFailException, BaseSensorOperator, PokeReturnValue
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
 from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url

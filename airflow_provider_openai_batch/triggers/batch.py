@@ -18,9 +18,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.compat import BaseTrigger, TriggerEvent
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.waiting.polling import OutageBudget, ProgressTracker, decide, event_payload
 

@@ -245,18 +245,16 @@ async def test_async_methods_use_the_async_lookup_and_shared_pools(server, conn,
 
 async def test_hooks_share_a_lookup_made_seconds_ago_and_see_a_changed_connection_after(server, conn, monkeypatch):
     """Thousands of triggers starting together look the connection up once, not once each."""
-    from airflow.sdk import BaseHook
-
     from airflow_provider_openai_batch.hooks import batch as hook_module
 
     lookups: list[str] = []
-    real_lookup = BaseHook.aget_connection
+    real_lookup = hook_module.get_async_connection
 
     async def counting_lookup(conn_id: str) -> object:
         lookups.append(conn_id)
         return await real_lookup(conn_id)
 
-    monkeypatch.setattr(BaseHook, "aget_connection", counting_lookup)
+    monkeypatch.setattr(hook_module, "get_async_connection", counting_lookup)
     first = await OpenAIBatchHook(conn).aconfig()
     assert [(await OpenAIBatchHook(conn).aconfig()) is first for _ in range(20)] == [True] * 20
     assert lookups == [conn]
