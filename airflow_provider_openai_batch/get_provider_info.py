@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "OpenAI Batch", "python-modules": [f"{PACKAGE}.sensors.batch"]}],
         "triggers": [{"integration-name": "OpenAI Batch", "python-modules": [f"{PACKAGE}.triggers.batch"]}],
         "extra-links": [f"{PACKAGE}.links.OpenAIBatchLink"],
+        "plugins": [{"name": "openai_batch", "plugin-class": f"{PACKAGE}.plugins.OpenAIBatchPlugin"}],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.batch.OpenAIBatchHook",

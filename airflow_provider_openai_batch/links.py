@@ -16,6 +16,16 @@ from airflow_provider_openai_batch.compat import BaseOperatorLink
 
 DASHBOARD = "https://platform.openai.com/batches/{batch_id}"
 XCOM_KEY = "batch_url"
+RECORD_XCOM_KEY = "openai_batch"
+"""XCom the operator and the sensor push as soon as they know their batch: ``{"batch_id", "conn_id",
+"dashboard_url"}``. The "OpenAI Batches" page reads these to tie each batch to its DAG run, task
+and connection (the plain ``batch_id`` XCom says nothing of the connection, and the sensor does
+not push it)."""
+
+
+def batch_record(batch_id: str, conn_id: str, url: str | None) -> dict[str, str | None]:
+    """The value of the ``openai_batch`` XCom (no secret: ids and a link only)."""
+    return {"batch_id": batch_id, "conn_id": conn_id, "dashboard_url": url or None}
 
 
 def dashboard_url(batch_id: str | None, base_url: str, template: str | None = None) -> str | None:

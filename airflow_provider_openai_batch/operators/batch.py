@@ -29,8 +29,8 @@ from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
 from airflow_provider_openai_batch.inputs.sources import describe_source
+from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, OpenAIBatchLink, batch_record, dashboard_url
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
-from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url
 from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key, submit_once
 from airflow_provider_openai_batch.triggers.batch import (
     DEFAULT_MAX_OUTAGE,
@@ -205,6 +205,7 @@ class OpenAIBatchOperator(BaseOperator):
         ti.xcom_push(key="batch_id", value=batch.id)
         url = dashboard_url(batch.id, self.hook.base_url, self.hook.dashboard_template)
         ti.xcom_push(key=LINK_XCOM_KEY, value=url or "")
+        ti.xcom_push(key=RECORD_XCOM_KEY, value=batch_record(batch.id, self.conn_id, url))
         if url:
             self.log.info("Follow it at %s", url)
 

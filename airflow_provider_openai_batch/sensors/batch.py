@@ -20,8 +20,8 @@ from typing import Any
 from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
 from airflow_provider_openai_batch.compat import AirflowFailException, BaseSensorOperator, PokeReturnValue
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
+from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, OpenAIBatchLink, batch_record, dashboard_url
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
-from airflow_provider_openai_batch.links import OpenAIBatchLink, dashboard_url
 from airflow_provider_openai_batch.triggers.batch import DEFAULT_MAX_OUTAGE, OpenAIBatchTrigger
 from airflow_provider_openai_batch.waiting.outcome import check_outcome, xcom_values
 from airflow_provider_openai_batch.waiting.polling import decide, event_payload, is_transient, progress
@@ -71,10 +71,9 @@ class OpenAIBatchSensor(BaseSensorOperator):
         return OpenAIBatchHook(self.conn_id)
 
     def execute(self, context: Any) -> Any:
-        context["ti"].xcom_push(
-            key=LINK_XCOM_KEY,
-            value=dashboard_url(self.batch_id, self.hook.base_url, self.hook.dashboard_template) or "",
-        )
+        url = dashboard_url(self.batch_id, self.hook.base_url, self.hook.dashboard_template)
+        context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url or "")
+        context["ti"].xcom_push(key=RECORD_XCOM_KEY, value=batch_record(self.batch_id, self.conn_id, url))
         if not self.deferrable:
             return super().execute(context)
         batch = self.hook.get_batch(self.batch_id)

@@ -1,0 +1,33 @@
+"""Who may see and cancel what: Airflow's own user and auth manager, per DAG.
+
+Every router of the app depends on ``current_user`` (Airflow's ``get_user``: the bearer token
+or the UI's ``_token`` cookie, 401 without), so each route is protected on its own and the
+webhook receiver, which is authenticated by its signature instead, can live in the same app.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import Depends
+
+CurrentUser = Annotated[BaseUser, Depends(get_user)]
+"""The authenticated Airflow user of a request; a router that depends on it answers 401 without one."""
+
+
+def readable_dag_ids(user: BaseUser) -> set[str]:
+    """The DAGs whose runs and tasks ``user`` may read (the auth manager decides, per DAG)."""
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+def may_edit_dag(user: BaseUser, dag_id: str) -> bool:
+    """Whether ``user`` may change ``dag_id``'s runs (cancelling a batch is such a change)."""
+    return dag_id in get_auth_manager().get_authorized_dag_ids(user=user, method="PUT")
+
+
+def user_name(user: BaseUser) -> str:
+    """The name Airflow's audit log shows for ``user``."""
+    return user.get_name()
