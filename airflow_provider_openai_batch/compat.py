@@ -64,6 +64,13 @@ _LAZY = {
     "ObjectStoragePath": (("airflow.sdk", "ObjectStoragePath"),),
     "XCom": (("airflow.sdk.execution_time.xcom", "XCom"), ("airflow.models.xcom", "XCom")),
     "conf": (("airflow.sdk.configuration", "conf"), ("airflow.configuration", "conf")),
+    # The api-server side, used by the plugin (plugins/) only: loaded when its app is first built.
+    "AirflowPlugin": (("airflow.plugins_manager", "AirflowPlugin"),),
+    "get_user": (("airflow.api_fastapi.core_api.security", "get_user"),),
+    "get_auth_manager": (("airflow.api_fastapi.app", "get_auth_manager"),),
+    "SessionDep": (("airflow.api_fastapi.common.db.common", "SessionDep"),),
+    "Log": (("airflow.models.log", "Log"),),
+    "XComModel": (("airflow.models.xcom", "XComModel"),),
 }
 _loaded: dict[str, Any] = {}
 

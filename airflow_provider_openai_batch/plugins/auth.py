@@ -7,12 +7,14 @@ webhook receiver, which is authenticated by its signature instead, can live in t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends
+
+from airflow_provider_openai_batch.compat import get_auth_manager, get_user
+
+BaseUser = Any
+"""Airflow's ``BaseUser`` (the auth manager's user object); only its ``get_name()`` is used here."""
 
 CurrentUser = Annotated[BaseUser, Depends(get_user)]
 """The authenticated Airflow user of a request; a router that depends on it answers 401 without one."""

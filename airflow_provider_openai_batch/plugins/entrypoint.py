@@ -9,13 +9,12 @@ report as a plugin import error).
 
 from __future__ import annotations
 
+from airflow_provider_openai_batch import compat
 from airflow_provider_openai_batch.plugins.plugin import OpenAIBatchPlugin as _Plugin
 
 
 def _providers_load_it() -> bool:
-    from airflow import settings
-
-    return not getattr(settings, "LAZY_LOAD_PROVIDERS", True)
+    return not compat.conf.getboolean("core", "lazy_discover_providers", fallback=True)
 
 
 OpenAIBatchPlugin = None if _providers_load_it() else _Plugin

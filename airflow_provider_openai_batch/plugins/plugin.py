@@ -7,21 +7,11 @@ and the rest of the provider works as before.
 
 from __future__ import annotations
 
-import logging
-
+from airflow_provider_openai_batch.compat import SUPPORTS_PLUGINS, AirflowPlugin, log_degraded
 from airflow_provider_openai_batch.plugins.lazy import LazyASGIApp
-
-log = logging.getLogger(__name__)
 
 URL_PREFIX = "/openai-batch"
 PLUGIN_NAME = "openai_batch"
-
-
-def _supports_plugins() -> bool:
-    from airflow import __version__
-    from packaging.version import Version
-
-    return Version(Version(__version__).base_version) >= Version("3.1")
 
 
 def _fastapi_apps() -> list[dict]:
@@ -46,16 +36,11 @@ def _external_views() -> list[dict]:
     ]
 
 
-try:
-    from airflow.plugins_manager import AirflowPlugin
-except ImportError:  # pragma: no cover - every Airflow 3 has it; kept so the import never breaks a task
-    AirflowPlugin = object  # type: ignore[assignment,misc]
-
-_SUPPORTED = _supports_plugins()
-if not _SUPPORTED:
-    log.info(
-        "OpenAI Batch: the 'OpenAI Batches' page needs Airflow >= 3.1 (api-server plugins); "
-        "this Airflow has no plugin apps or external views, so the page and task tab are off."
+if not SUPPORTS_PLUGINS:
+    log_degraded(
+        "the 'OpenAI Batches' page and task tab (api-server plugin apps and external views)",
+        "3.1",
+        "the plugin registers nothing and the rest of the provider works as before",
     )
 
 
@@ -63,5 +48,5 @@ class OpenAIBatchPlugin(AirflowPlugin):
     """Mounts the app under ``/openai-batch`` and adds the navigation entry and task tab."""
 
     name = PLUGIN_NAME
-    fastapi_apps = _fastapi_apps() if _SUPPORTED else []
-    external_views = _external_views() if _SUPPORTED else []
+    fastapi_apps = _fastapi_apps() if SUPPORTS_PLUGINS else []
+    external_views = _external_views() if SUPPORTS_PLUGINS else []

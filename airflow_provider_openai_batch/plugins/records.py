@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.models.xcom import XComModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from airflow_provider_openai_batch.compat import XComModel
 from airflow_provider_openai_batch.links import RECORD_XCOM_KEY
 
 

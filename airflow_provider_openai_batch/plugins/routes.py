@@ -11,11 +11,10 @@ import json
 import time
 from typing import Annotated
 
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.models.log import Log
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
+from airflow_provider_openai_batch.compat import Log, SessionDep
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.plugins.auth import CurrentUser, may_edit_dag, readable_dag_ids, user_name
 from airflow_provider_openai_batch.plugins.live import Known, LiveStates
