@@ -19,6 +19,7 @@ _EXPORTS = {
     "OpenAIBatchSplitOperator": "airflow_provider_openai_batch.operators.split",
     "OpenAIBatchSensor": "airflow_provider_openai_batch.sensors.batch",
     "OpenAIBatchTrigger": "airflow_provider_openai_batch.triggers.batch",
+    "OpenAIBatchEventTrigger": "airflow_provider_openai_batch.triggers.events",
     "OpenAIBatchLink": "airflow_provider_openai_batch.links",
     "validate_batch_file": "airflow_provider_openai_batch.inputs.batchfile",
     "split_batch_file": "airflow_provider_openai_batch.inputs.splitter",

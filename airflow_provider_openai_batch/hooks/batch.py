@@ -81,7 +81,8 @@ class OpenAIBatchHook(BaseHook):
 
     Sync methods (for workers): ``upload_file``, ``create_batch``, ``get_batch``,
     ``cancel_batch``, ``list_batches``, ``get_file``, ``delete_file``, ``iter_file_lines``,
-    ``test_connection``. Async methods (for triggers): ``aget_batch``, ``acancel_batch``.
+    ``test_connection``. Async methods (for triggers): ``aget_batch``, ``acancel_batch``,
+    ``alist_batches``.
     """
 
     conn_name_attr = "conn_id"
@@ -193,6 +194,9 @@ class OpenAIBatchHook(BaseHook):
 
     async def acancel_batch(self, batch_id: str) -> Batch:
         return await (await self.aclient()).cancel_batch(batch_id)
+
+    async def alist_batches(self, *, after: str | None = None, limit: int = 100) -> ListPage[Batch]:
+        return await (await self.aclient()).list_batches(after=after, limit=limit)
 
     # Results
 

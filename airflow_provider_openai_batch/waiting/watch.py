@@ -153,6 +153,8 @@ class WatchState:
     """batch id -> [created_at, dealt_with_at]."""
     horizon_ids: list[str] = field(default_factory=list)
     """Batches created exactly at the horizon that were running at the last complete look."""
+    forgotten: list[str] = field(default_factory=list, compare=False)
+    """Ids dropped from ``known`` since the caller last emptied this list (not saved)."""
 
     @property
     def started(self) -> bool:
@@ -217,6 +219,7 @@ class WatchState:
         stale = [bid for bid, (created, at) in self.known.items() if created < self.horizon and at < limit]
         for batch_id in stale:
             del self.known[batch_id]
+        self.forgotten.extend(stale)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "horizon": self.horizon, "known": self.known, "horizon_ids": self.horizon_ids}

@@ -176,6 +176,7 @@ def test_fired_ids_behind_the_horizon_are_forgotten_after_the_replay_window():
     account.add("c", NOW + 5)
     poll(account, state, now=NOW + KEEP_FIRED_SECONDS + 1)
     assert "a" not in state.known and state.horizon == NOW - 10
+    assert state.forgotten == ["a"]
 
 
 def test_one_watcher_over_1000_batches_in_flight_pages_ceil_1000_over_100_per_poll():
