@@ -71,6 +71,11 @@ _LAZY = {
     "SessionDep": (("airflow.api_fastapi.common.db.common", "SessionDep"),),
     "Log": (("airflow.models.log", "Log"),),
     "XComModel": (("airflow.models.xcom", "XComModel"),),
+    # Server side (the api-server's webhook receiver): the metadata database and its models.
+    "AssetManager": (("airflow.assets.manager", "AssetManager"),),
+    "ServerConnection": (("airflow.models.connection", "Connection"),),
+    "TriggerModel": (("airflow.models.trigger", "Trigger"),),
+    "create_session": (("airflow.utils.session", "create_session"),),
 }
 _loaded: dict[str, Any] = {}
 
@@ -105,6 +110,15 @@ async def get_async_connection(conn_id: str) -> Connection:
     if SUPPORTS_ASYNC_CONNECTION:
         return await BaseHook.aget_connection(conn_id)
     return await asyncio.to_thread(BaseHook.get_connection, conn_id)
+
+
+def asset_state_store_model() -> Any:
+    """The per-asset state store table (Airflow 3.3), or None on an Airflow without one."""
+    try:
+        from airflow.models.asset_state_store import AssetStateStoreModel
+    except ImportError:
+        return None
+    return AssetStateStoreModel
 
 
 def default_deferrable() -> bool:
@@ -151,6 +165,7 @@ __all__ = [
     "PokeReturnValue",
     "TriggerEvent",
     "airflow_at_least",
+    "asset_state_store_model",
     "default_deferrable",
     "get_async_connection",
     "log_degraded",
