@@ -13,6 +13,7 @@ from airflow_provider_openai_batch.plugins.auth import get_user
 from airflow_provider_openai_batch.plugins.live import LiveStates
 from airflow_provider_openai_batch.plugins.page import router as page_router
 from airflow_provider_openai_batch.plugins.routes import router as api_router
+from airflow_provider_openai_batch.plugins.webhooks import router as webhook_router
 
 
 def create_app() -> FastAPI:
@@ -27,4 +28,5 @@ def create_app() -> FastAPI:
     authenticated = [Depends(get_user)]
     app.include_router(page_router, dependencies=authenticated)
     app.include_router(api_router, dependencies=authenticated)
+    app.include_router(webhook_router)  # no Airflow login: the webhook signature is the authentication
     return app

@@ -225,3 +225,15 @@ def test_a_connection_without_a_secret_refuses_webhooks(monkeypatch, client, wat
     answer = client.post("/openai-batch/webhooks/no_secret", content=body, headers=headers)
     assert answer.status_code == 404 and "webhook_secret" in answer.json()["detail"]
     assert client.post("/openai-batch/webhooks/missing_conn", content=body, headers=headers).status_code == 404
+
+
+def test_the_plugin_app_serves_the_receiver_without_an_airflow_login(server, watched, tmp_path):
+    from airflow_provider_openai_batch.plugins.app import create_app
+
+    app_client = TestClient(create_app())
+    assert app_client.get("/api/batches").status_code == 401, "the other routes still need a user"
+    batch_id = finished_batch(tmp_path, {"pipeline": "nightly"})
+    body, headers = delivery(batch_id)
+    answer = app_client.post(f"/webhooks/{CONN_ID}", content=body, headers=headers)
+    assert answer.status_code == 200 and answer.json()["batch_id"] == batch_id
+    assert len(events_of(watched["nightly_batches"])) == 1
