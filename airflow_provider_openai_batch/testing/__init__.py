@@ -33,7 +33,7 @@ Constructor (all keyword-only except ``port``)
 ``FakeOpenAIServer(port=0, *, host="127.0.0.1", api_key=None, validating_seconds=0.2,
 in_progress_seconds=0.5, finalizing_seconds=0.1, cancelling_seconds=0.2, expire_after_fraction=None,
 seed=0, allowed_completion_windows=("24h",), responder=None, fail_requests=None, models=None,
-max_requests=50_000, max_file_bytes=209_715_200, max_embedding_inputs=50_000, clock=time.time,
+accept_any_model=False, max_requests=50_000, max_file_bytes=209_715_200, max_embedding_inputs=50_000, clock=time.time,
 data_dir=None, backlog=4096, worker_threads=4)``
 
 * ``fail_next_batches`` messages may contain ``{model}``, replaced by the batch's model.
@@ -41,7 +41,17 @@ data_dir=None, backlog=4096, worker_threads=4)``
   (the answer text for chat completions, responses and completions), or ``None`` for the default
   (``"echo: <last user text>"``). It is called once per request, from a worker thread, when the
   batch is planned (just after creation). ``fail_requests={"custom-id": 400}`` fails chosen requests.
-* ``models``: if given, other models fail validation with ``model_not_found``.
+* Models: a line whose ``body.model`` the fake does not know fails validation with ``model_not_found``
+  (line N, param ``body.model``), as on the service. Known by default: the real OpenAI models of
+  ``testing.models.DEFAULT_MODELS`` (chat/responses, completions, embeddings, moderation, image,
+  video), each also with its dated snapshots (``gpt-4o-mini-2024-07-18``). ``models=[...]``
+  replaces that list (CLI: ``--model NAME``, repeatable); ``accept_any_model=True`` (CLI:
+  ``--accept-any-model``) turns the check off.
+* Request bodies: as on the service, what the endpoint rejects inside a valid line (a chat message
+  without ``role`` or ``content``, an empty ``messages`` list, a Responses request without
+  ``input``, ...) is answered per request with a 400 line in the error file, before
+  ``fail_requests`` and the responder are consulted; see ``testing.request_checks`` for the rules
+  and where each comes from.
 * ``clock``: a zero-argument callable returning epoch seconds; pass a manual clock to drive the
   lifecycle without sleeping.
 

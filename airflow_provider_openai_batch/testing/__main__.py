@@ -37,6 +37,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="an accepted completion_window (repeatable; default 24h)",
     )
     parser.add_argument("--data-dir", default=None, help="where stored files go (default: system temp dir)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        help="a model the batches may use (repeatable; replaces the default list of real OpenAI models)",
+    )
+    parser.add_argument(
+        "--accept-any-model",
+        action="store_true",
+        help="accept any model name (e.g. deployment names of an OpenAI-compatible service)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         allowed_completion_windows=tuple(args.completion_windows or ("24h",)),
         data_dir=args.data_dir,
+        models=args.models,
+        accept_any_model=args.accept_any_model,
     )
     with server:
         print(server.url, flush=True)

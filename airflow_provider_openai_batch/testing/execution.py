@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_provider_openai_batch.testing.bodies import TEXT_BODIES, default_body, request_error, usage_of
 from airflow_provider_openai_batch.testing.ids import derived_id
+from airflow_provider_openai_batch.testing.request_checks import request_problem
 from airflow_provider_openai_batch.testing.validation import is_blank
 
 ResponderResult = tuple[int, dict[str, Any]] | str | None
@@ -32,12 +33,16 @@ Usage = tuple[int, int, int, int, int]
 
 @dataclass(frozen=True)
 class RequestRunner:
-    """Answers one request: ``fail_requests`` first, then the responder, then the default body."""
+    """Answers one request: the endpoint's body checks first (a 400 the service would give), then
+    ``fail_requests``, then the responder, then the default body."""
 
     responder: Responder | None = None
     fail_requests: Mapping[str, int] = field(default_factory=dict)
 
     def run(self, endpoint: str, body: dict[str, Any], custom_id: str, *, key: str, created: int) -> tuple[int, Any]:
+        rejected = request_problem(endpoint, body)
+        if rejected is not None:
+            return rejected
         status = self.fail_requests.get(custom_id)
         if status is not None:
             return status, request_error(status, body)

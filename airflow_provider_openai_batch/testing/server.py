@@ -40,6 +40,7 @@ from airflow_provider_openai_batch.testing.faults import (
 )
 from airflow_provider_openai_batch.testing.frontdoor import install_log_filter
 from airflow_provider_openai_batch.testing.ids import IdFactory
+from airflow_provider_openai_batch.testing.models import resolve_models
 from airflow_provider_openai_batch.testing.observe import Recorder, RequestRecord
 from airflow_provider_openai_batch.testing.store import FileStore
 from airflow_provider_openai_batch.testing.validation import Limits
@@ -75,6 +76,7 @@ class FakeOpenAIServer:
         responder: Responder | None = None,
         fail_requests: Mapping[str, int] | None = None,
         models: Collection[str] | None = None,
+        accept_any_model: bool = False,
         max_requests: int = 50_000,
         max_file_bytes: int = 209_715_200,
         max_embedding_inputs: int = 50_000,
@@ -106,7 +108,7 @@ class FakeOpenAIServer:
             clock=clock,
             seed=seed,
             limits=Limits(max_requests, max_file_bytes, max_embedding_inputs),
-            models=frozenset(models) if models is not None else None,
+            models=resolve_models(models, accept_any_model),
             runner=self._runner,
             timings=self._timings,
         )

@@ -4,6 +4,16 @@ All-or-nothing: every offending line gets one ``errors.data`` entry (1-based ``l
 entry fails the whole batch. Codes, params and messages are the ones observed from OpenAI
 (see the behaviour reference, section 4.2). The file is streamed line by line, so a 200 MB
 input never sits in memory.
+
+Where each rule comes from: ``invalid_json_line``, ``missing_required_parameter`` (custom_id,
+method, url, body), ``invalid_url``, ``model_not_found``, ``streaming_unsupported`` and
+``invalid_request`` for a missing ``body.model`` / ``body.messages`` are observed from OpenAI
+(reference 4.2 table); ``duplicate_custom_id``, ``mismatched_model``, ``empty_file`` and
+``too_many_tasks`` are the codes of reference 4.2's second paragraph; the required ``input`` of
+embeddings and moderations (reference 4.1: "``/v1/moderations``: body must contain ``input``"),
+``prompt`` of completions, images and videos follow the observed "X parameter is required."
+pattern (inferred). What the endpoint itself rejects inside a valid line (a message without
+``role``) is not checked here but per request, in ``request_checks.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from typing import Any
 
 from airflow_provider_openai_batch.testing.endpoints import ENDPOINT_RULES
 from airflow_provider_openai_batch.testing.errors import json_type_name
+from airflow_provider_openai_batch.testing.models import is_known_model
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,7 @@ class _LineChecker:
         if model is not None:
             if not isinstance(model, str):
                 return _wrong_type("body.model", "a string", model, line)
-            if self.models is not None and model not in self.models:
+            if self.models is not None and not is_known_model(model, self.models):
                 return batch_error(
                     "model_not_found",
                     f"The provided model '{model}' is not supported by the Batch API.",

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from fake_helpers import START, Api, ManualClock, chat_line, jsonl
 
@@ -59,3 +60,10 @@ def input_path(tmp_path: Path) -> Path:
     path = tmp_path / "input.jsonl"
     path.write_bytes(jsonl(chat_line(f"req-{i}", f"question {i}") for i in range(10)))
     return path
+
+
+@pytest.fixture
+def sdk(server: FakeOpenAIServer) -> Iterator[openai.OpenAI]:
+    """The official SDK, a client nobody here wrote, on the shared server (no retries: faults show)."""
+    with openai.OpenAI(api_key="sk-test", base_url=server.url, max_retries=0) as client:
+        yield client

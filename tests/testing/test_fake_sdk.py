@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -14,12 +13,6 @@ from fake_helpers import CHAT, ManualClock, chat_line, jsonl
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
-
-
-@pytest.fixture
-def sdk(server: FakeOpenAIServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(api_key="sk-test", base_url=server.url, max_retries=0) as client:
-        yield client
 
 
 def upload(sdk: openai.OpenAI, path: Path) -> str:
