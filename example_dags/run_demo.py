@@ -5,6 +5,9 @@ scripted to answer most eval questions right, two wrong and one with a server er
 the report shows every path. With ``OPENAI_API_KEY`` set and ``OPENAI_BATCH_DEMO_REAL=1``
 the same DAG runs against api.openai.com (a real batch: it costs money and can take up
 to 24 hours). It uses a throwaway AIRFLOW_HOME unless AIRFLOW_HOME is set.
+
+The terminal shows the tasks' states, the batch's progress and the report; Airflow's own logs
+go to ``demo-airflow.log`` in AIRFLOW_HOME (its path is printed first). See ``demo_console.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
+
+from demo_console import RunWatcher, logs_to_file
 
 HERE = Path(__file__).resolve().parent
 SCRIPTED_WRONG = {"math-sqrt": "12", "lit-quixote": "I am not sure."}
@@ -43,14 +49,20 @@ def _eval_answers() -> dict[str, str]:
     return {row["question"]: SCRIPTED_WRONG.get(row["id"], row["expected"]) for row in rows}
 
 
+def _real_openai() -> bool:
+    """Opt-in: a real, billed batch on api.openai.com (checked before the terminal goes quiet)."""
+    if os.environ.get("OPENAI_BATCH_DEMO_REAL") != "1":
+        return False
+    if not os.environ.get("OPENAI_API_KEY"):
+        sys.exit("OPENAI_BATCH_DEMO_REAL=1 needs OPENAI_API_KEY")
+    return True
+
+
 @contextlib.contextmanager
 def _openai_target() -> Iterator[str]:
     """Point the ``openai_default`` connection at real OpenAI (opt-in) or at the bundled fake server."""
-    if os.environ.get("OPENAI_BATCH_DEMO_REAL") == "1":
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            sys.exit("OPENAI_BATCH_DEMO_REAL=1 needs OPENAI_API_KEY")
-        conn = {"conn_type": "openai_batch", "password": key}
+    if _real_openai():
+        conn = {"conn_type": "openai_batch", "password": os.environ["OPENAI_API_KEY"]}
         os.environ["AIRFLOW_CONN_OPENAI_DEFAULT"] = json.dumps(conn)
         yield "OpenAI (api.openai.com): a real, billed batch"
         return
@@ -81,30 +93,51 @@ def _openai_target() -> Iterator[str]:
         yield f"the bundled fake OpenAI server at {server.url} (scripted: 2 wrong answers, 1 server error)"
 
 
+def _print_report(out: TextIO, run_id: str, state: str, report: dict | None, batch_id: str | None) -> None:
+    out.write(f"\n=== nightly_eval {run_id}: {state}\n")
+    if not report:
+        return
+    counts, usage = report["result_counts"], report["usage"]
+    out.write(
+        f"=== Report ({report['report_path']})\n"
+        f"  accuracy   {report['correct']}/{report['questions']} = {report['accuracy']:.1%}"
+        f"   model {report['model']}, batch {batch_id}\n"
+        f"  results    {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['expired']} expired,"
+        f" {counts['cancelled']} cancelled\n"
+        f"  tokens     {usage['input_tokens']:,} in, {usage['output_tokens']:,} out, {usage['total_tokens']:,} total\n"
+    )
+    for failure in report["failures"]:
+        out.write(f"  wrong      {failure['id']}: expected {failure['expected']!r}, got {failure['got']!r}\n")
+
+
 def main() -> int:
+    _real_openai()
     home = _prepare_airflow_home()
-    with _openai_target() as target:
+    log_path = home / "demo-airflow.log"
+    print("make demo: the nightly_eval example DAG, run by real Airflow (dag.test())", flush=True)
+    with logs_to_file(log_path) as out, _openai_target() as target:
+        out.write(f"  target        {target}\n  AIRFLOW_HOME  {home}\n  Airflow logs  {log_path}\n")
+        out.write("Migrating the Airflow DB ...")
+        out.flush()
         from airflow.dag_processing.dagbag import DagBag
         from airflow.utils import db
 
-        print(f"AIRFLOW_HOME={home}\nTarget: {target}\nMigrating the Airflow DB ...", flush=True)
         db.initdb()
+        out.write(" done\n")
         bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         if bag.import_errors:
-            print(bag.import_errors)
+            out.write(f"The example DAG does not import: {bag.import_errors}\n")
             return 1
-        run = bag.get_dag("nightly_eval").test()
+        with RunWatcher("nightly_eval", log_path, out):
+            run = bag.get_dag("nightly_eval").test()
         tis = {ti.task_id: ti for ti in run.get_task_instances()}
-        print("\n=== nightly_eval", run.run_id, "->", run.state)
-        for task_id in ("build_requests", "submit", "wait", "land_results", "score"):
-            print(f"  {task_id:<15} {tis[task_id].state}")
         report = tis["score"].xcom_pull(task_ids="score") if "score" in tis else None
-        batch_id = tis["submit"].xcom_pull(task_ids="submit", key="batch_id")
-        print(f"  batch id: {batch_id}")
-        if report:
-            print("\n=== Report")
-            print(json.dumps(report, indent=2))
-        return 0 if str(run.state) == "success" and report else 1
+        batch_id = tis["submit"].xcom_pull(task_ids="submit", key="batch_id") if "submit" in tis else None
+        _print_report(out, run.run_id, str(run.state), report, batch_id)
+        if str(run.state) != "success" or not report:
+            out.write(f"The run did not succeed: see the Airflow logs in {log_path}\n")
+            return 1
+        return 0
 
 
 if __name__ == "__main__":

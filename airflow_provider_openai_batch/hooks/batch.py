@@ -166,6 +166,16 @@ class OpenAIBatchHook(BaseHook):
         return self.client.delete_file(file_id)
 
     def iter_file_lines(self, file_id: str) -> Iterator[bytes]:
+        """Stream a file's lines as ``bytes`` (without the newline), never the whole file in memory.
+
+        Bytes, not str: batch files are UTF-8 JSONL and ``json.loads`` takes bytes directly, so no
+        decode step is spent per line. To read JSON records::
+
+            records = (json.loads(line) for line in hook.iter_file_lines(file_id) if line.strip())
+
+        (``if line.strip()`` skips blank lines, e.g. a trailing empty one.) For merged,
+        typed results of a batch, :meth:`iter_results` does the joining and classifying.
+        """
         return self.client.iter_file_lines(file_id)
 
     # Batches
