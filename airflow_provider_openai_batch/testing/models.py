@@ -50,7 +50,7 @@ COMPLETION_MODELS = frozenset({"gpt-3.5-turbo-instruct", "davinci-002", "babbage
 
 EMBEDDING_MODELS = frozenset({"text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"})
 
-MODERATION_MODELS = frozenset({"omni-moderation-latest", "omni-moderation", "text-moderation-latest"})
+MODERATION_MODELS = frozenset({"omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest"})
 
 IMAGE_MODELS = frozenset({"gpt-image-1", "gpt-image-1-mini", "dall-e-3", "dall-e-2"})
 
