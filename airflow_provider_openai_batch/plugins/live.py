@@ -20,6 +20,9 @@ from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.plugins.reading import read_batches
 
 TTL_SECONDS = 30.0
+READ_TIMEOUT_SECONDS = 10.0
+"""A page waits at most this long for the API (whose client retries outages for minutes) before it
+shows the last known states, marked stale."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class _Connection:
     covered: frozenset[str] = frozenset()
     missed: frozenset[str] = frozenset()
     problem: str | None = None
+    account: str | None = None
+    """Digest of the connection's account and endpoint: states read for another one are dropped."""
 
 
 def _final(batch: Batch) -> bool:
@@ -48,8 +53,11 @@ def _final(batch: Batch) -> bool:
 class LiveStates:
     """The per-connection cache of batch states (one per app)."""
 
-    def __init__(self, ttl: float = TTL_SECONDS, clock=time.monotonic, wall=time.time) -> None:
+    def __init__(
+        self, ttl: float = TTL_SECONDS, read_timeout: float = READ_TIMEOUT_SECONDS, clock=time.monotonic, wall=time.time
+    ) -> None:
         self.ttl = ttl
+        self.read_timeout = read_timeout
         self.clock = clock
         self.wall = wall
         self._connections: dict[str, _Connection] = {}
@@ -80,25 +88,34 @@ class LiveStates:
 
     async def _refresh(self, conn_id: str, conn: _Connection, wanted: frozenset[str], *, renew: bool) -> None:
         """Read ``wanted`` (less the batches known to be final); ``renew`` starts a new TTL period."""
-        to_read = [i for i in wanted if i not in conn.batches or not _final(conn.batches[i][0])]
-        missed: set[str] = set()
+        answers: dict[str, object] = {}
         problem = None
-        if to_read:
-            try:
-                client = await OpenAIBatchHook(conn_id).aclient()
-                answers = await read_batches(client, to_read)
-            except Exception as error:  # a missing connection, no key, a dead service: show what is known
-                answers = {}
-                problem = f"Connection {conn_id!r}: could not read batches ({type(error).__name__}: {error})"
-            now = self.wall()
-            for batch_id in to_read:
-                answer = answers.get(batch_id)
-                if isinstance(answer, Batch):
-                    conn.batches[batch_id] = (answer, now)
-                else:
-                    missed.add(batch_id)
-                    if isinstance(answer, OpenAIAPIError) and problem is None:
-                        problem = f"Connection {conn_id!r}: some batches could not be read ({answer})"
+        to_read: list[str] = []
+        try:
+            hook = OpenAIBatchHook(conn_id)
+            account = (await hook.aconfig()).identity
+            if account != conn.account:  # a new connection, or it now points elsewhere: forget what it said
+                conn.batches, conn.account = {}, account
+            to_read = [i for i in wanted if i not in conn.batches or not _final(conn.batches[i][0])]
+            if to_read:
+                client = await hook.aclient()
+                answers = await asyncio.wait_for(read_batches(client, to_read), self.read_timeout)
+        except TimeoutError:
+            problem = f"Connection {conn_id!r}: the API did not answer within {self.read_timeout:g} s"
+        except Exception as error:  # a missing connection, no key, a dead service: show what is known
+            problem = f"Connection {conn_id!r}: could not read batches ({type(error).__name__}: {error})"
+        if problem is not None and not to_read:
+            to_read = [i for i in wanted if i not in conn.batches or not _final(conn.batches[i][0])]
+        missed: set[str] = set()
+        now = self.wall()
+        for batch_id in to_read:
+            answer = answers.get(batch_id)
+            if isinstance(answer, Batch):
+                conn.batches[batch_id] = (answer, now)
+            else:
+                missed.add(batch_id)
+                if isinstance(answer, OpenAIAPIError) and problem is None:
+                    problem = f"Connection {conn_id!r}: some batches could not be read ({answer})"
         if renew:
             conn.missed, conn.covered, conn.problem = frozenset(missed), wanted, problem
             conn.fresh_until = self.clock() + self.ttl
@@ -106,6 +123,11 @@ class LiveStates:
             conn.missed = (conn.missed - wanted) | missed
             conn.covered = conn.covered | wanted
             conn.problem = problem or conn.problem
+
+    def expire(self) -> None:
+        """Make the next request read the API again (tests; an operator who wants fresh data now)."""
+        for conn in self._connections.values():
+            conn.fresh_until = 0.0
 
     def remember(self, conn_id: str, batch: Batch) -> None:
         """Keep a state the app just received (the answer to a cancel) so the next page shows it."""

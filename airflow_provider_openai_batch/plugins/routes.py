@@ -122,7 +122,8 @@ async def cancel_batch(request: Request, batch_id: str, user: CurrentUser, sessi
     try:
         batch = await OpenAIBatchHook(record.conn_id).acancel_batch(batch_id)
     except OpenAIAPIError as error:
-        raise HTTPException(status_code=502, detail=f"The API refused to cancel {batch_id}: {error}") from error
+        code = 409 if error.status_code in (400, 409) else 502  # 400/409: the batch can no longer be cancelled
+        raise HTTPException(status_code=code, detail=f"The API refused to cancel {batch_id}: {error}") from error
     session.add(
         Log(
             event=AUDIT_EVENT,
