@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.plugins.reading import read_batches
+from airflow_provider_openai_batch.waiting.poller import read_batches
 
 TTL_SECONDS = 30.0
 READ_TIMEOUT_SECONDS = 10.0
