@@ -94,7 +94,7 @@ def _openai_target() -> Iterator[str]:
 
 
 def _print_report(out: TextIO, run_id: str, state: str, report: dict | None, batch_id: str | None) -> None:
-    out.write(f"\n=== nightly_eval {run_id}: {state}\n")
+    out.write(f"=== nightly_eval {run_id}: {state}\n")
     if not report:
         return
     counts, usage = report["result_counts"], report["usage"]
@@ -116,7 +116,7 @@ def main() -> int:
     log_path = home / "demo-airflow.log"
     print("make demo: the nightly_eval example DAG, run by real Airflow (dag.test())", flush=True)
     with logs_to_file(log_path) as out, _openai_target() as target:
-        out.write(f"  target        {target}\n  AIRFLOW_HOME  {home}\n  Airflow logs  {log_path}\n")
+        out.write(f"  target        {target}\n  Airflow logs  {log_path} (in AIRFLOW_HOME)\n")
         out.write("Migrating the Airflow DB ...")
         out.flush()
         from airflow.dag_processing.dagbag import DagBag

@@ -29,7 +29,7 @@ def test_the_demo_fits_on_one_screen_before_its_report(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     before_report = lines[: next(i for i, line in enumerate(lines) if line.startswith("=== Report"))]
     assert len(before_report) <= SCREEN, done.stdout
-    log_path = Path(next(line.split()[-1] for line in lines if line.strip().startswith("Airflow logs")))
+    log_path = Path(next(line.split()[2] for line in lines if line.strip().startswith("Airflow logs")))
     log = log_path.read_text()
     assert "[DAG TEST] starting task_id=build_requests" in log  # Airflow's own logs went to the file ...
     assert "[DAG TEST]" not in done.stdout  # ... and not to the terminal
