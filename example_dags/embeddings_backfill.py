@@ -83,6 +83,7 @@ def embeddings_backfill():
         task_id="embed",
         endpoint="/v1/embeddings",
         poll_interval=POLL,
+        deferrable=True,
         pool=POOL,
         retries=2,
     ).expand(input_file=split.output)

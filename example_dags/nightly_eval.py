@@ -102,7 +102,9 @@ def nightly_eval():
         output_expires_after=7 * 24 * 3600,
         wait_for_completion=False,
     )
-    wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poke_interval=POLL, max_failed_ratio=0.25)
+    wait = OpenAIBatchSensor(
+        task_id="wait", batch_id=submit.output, poke_interval=POLL, max_failed_ratio=0.25, deferrable=True
+    )
     land = OpenAIBatchResultsOperator(
         task_id="land_results",
         batch_id=submit.output,

@@ -57,12 +57,10 @@ class OpenAIAPIError(OpenAIBatchError):
 
     @property
     def is_transient(self) -> bool:
-        """True when waiting and asking again may succeed (429, 408, 409, 5xx, transport errors)."""
-        if self.status_code is None:
-            return True
-        if self.status_code == 429 and self.code == "insufficient_quota":
-            return False
-        return self.status_code in (408, 409, 429) or self.status_code >= 500
+        """True when waiting and asking again may succeed: the one rule of :mod:`.transient`."""
+        from airflow_provider_openai_batch.api.transient import transient_status
+
+        return transient_status(self.status_code, self.code)
 
 
 class OpenAITransportError(OpenAIAPIError):

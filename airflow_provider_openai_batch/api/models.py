@@ -2,16 +2,18 @@
 
 Parsing is lenient on purpose: unknown fields are kept (``extra="allow"``) so a field
 the API adds tomorrow survives a round trip, an unknown status string becomes a
-pseudo-member of :class:`BatchStatus` instead of a crash, and counts that some
+pseudo-member of :class:`BatchStatus` (in ``statuses.py``) instead of a crash, and counts that some
 OpenAI-compatible services send as ``null`` while validating read as 0.
 """
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airflow_provider_openai_batch.api.statuses import TERMINAL_STATUSES as TERMINAL_STATUSES  # re-exported
+from airflow_provider_openai_batch.api.statuses import BatchStatus
 
 ENDPOINTS: tuple[str, ...] = (
     "/v1/responses",
@@ -28,46 +30,6 @@ ENDPOINTS: tuple[str, ...] = (
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class BatchStatus(str, Enum):
-    """Batch lifecycle state; equal to the API string (``BatchStatus.COMPLETED == "completed"``)."""
-
-    VALIDATING = "validating"
-    FAILED = "failed"
-    IN_PROGRESS = "in_progress"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-
-    @classmethod
-    def _missing_(cls, value: object) -> BatchStatus | None:
-        # Some services capitalise ("Validating") or upper-case ("IN_PROGRESS") statuses; anything
-        # else still parses, as a pseudo-member that is neither terminal nor known.
-        if not isinstance(value, str):
-            return None
-        lowered = value.lower()
-        for member in cls:
-            if member.value == lowered:
-                return member
-        pseudo = str.__new__(cls, value)
-        pseudo._name_ = value.upper()
-        pseudo._value_ = value
-        return pseudo
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES: frozenset[BatchStatus] = frozenset(
-    {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
-)
 
 
 class BatchError(_Lenient):

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError, OpenAITransportError
+from airflow_provider_openai_batch.api.transient import transient_status
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ class RetryPolicy:
     def should_retry(
         self, error: BaseException, *, idempotent: bool = True, final_statuses: frozenset[int] = frozenset()
     ) -> bool:
-        """Whether ``error`` from one attempt is worth another attempt.
+        """Whether ``error`` from one attempt is worth another attempt of the same call.
+
+        :mod:`~airflow_provider_openai_batch.api.transient` is the rule; this narrows it for
+        one call (idempotency, ``x-should-retry``, the ``Retry-After`` cap, ``final_statuses``).
 
         ``final_statuses`` are statuses that answer the question for this call (a 409 on
         cancel means the batch is already terminal; asking again cannot change that).
@@ -57,7 +61,7 @@ class RetryPolicy:
         should = getattr(error, "should_retry", None)
         if should is not None:
             return bool(should)
-        return error.is_transient
+        return transient_status(error.status_code, error.code)
 
     def delay(self, error: BaseException | None, retries_taken: int) -> float:
         """Seconds to sleep before the next attempt."""
@@ -111,5 +115,17 @@ def replay_first_failure(failure: Exception, attempt: Callable[..., Awaitable[T]
         if pending:
             raise pending.pop()
         return await attempt(*args, **kwargs)
+
+    return call
+
+
+def replay_first_failure_sync(failure: Exception, attempt: Callable[[], T]) -> Callable[[], T]:
+    """The sync twin of :func:`replay_first_failure`."""
+    pending = [failure]
+
+    def call() -> T:
+        if pending:
+            raise pending.pop()
+        return attempt()
 
     return call

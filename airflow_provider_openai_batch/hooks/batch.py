@@ -15,23 +15,19 @@ connections (no TLS handshake per poll).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from time import monotonic
 from typing import Any
 
-from airflow_provider_openai_batch.api.client import (
-    DEFAULT_BASE_URL,
-    AsyncOpenAIBatchClient,
-    ClientConfig,
-    OpenAIBatchClient,
-    ensure_ssl_context,
-)
+from airflow_provider_openai_batch.api.client import AsyncOpenAIBatchClient, OpenAIBatchClient
 from airflow_provider_openai_batch.api.models import Batch, FileDeleted, FileObject, ListPage
 from airflow_provider_openai_batch.api.retry import RetryPolicy
+from airflow_provider_openai_batch.api.transport import DEFAULT_BASE_URL, ClientConfig, ensure_ssl_context
 from airflow_provider_openai_batch.compat import BaseHook, get_async_connection
 from airflow_provider_openai_batch.inputs.sources import Source
 from airflow_provider_openai_batch.results.merge import ResultRecord, iter_results
+from airflow_provider_openai_batch.submitting.submission import Submission, submit_once
 
 
 def base_url_from(host: str | None, port: int | None = None, schema: str | None = None) -> str:
@@ -79,7 +75,7 @@ def forget_recent_connections() -> None:
 class OpenAIBatchHook(BaseHook):
     """Talks to the OpenAI Files and Batches API for one Airflow connection.
 
-    Sync methods (for workers): ``upload_file``, ``create_batch``, ``get_batch``,
+    Sync methods (for workers): ``upload_file``, ``create_batch``, ``submit_once``, ``get_batch``,
     ``cancel_batch``, ``list_batches``, ``get_file``, ``delete_file``, ``iter_file_lines``,
     ``test_connection``. Async methods (for triggers): ``aget_batch``, ``acancel_batch``,
     ``alist_batches``.
@@ -192,6 +188,15 @@ class OpenAIBatchHook(BaseHook):
 
     def get_batch(self, batch_id: str) -> Batch:
         return self.client.get_batch(batch_id)
+
+    def submit_once(self, *, key: str, fingerprint: str, input_file_id: Callable[[], str], **create: Any) -> Submission:
+        """Re-attach to the batch of idempotency ``key`` if it is alive, else create it (upload lazily).
+
+        See :func:`~airflow_provider_openai_batch.submitting.submission.submit_once`; ``create``
+        holds ``endpoint``, ``completion_window``, ``metadata``, ``output_expires_after`` and
+        ``created_after`` (the time bound of the re-attach look-up).
+        """
+        return submit_once(self.client, key=key, fingerprint=fingerprint, input_file_id=input_file_id, **create)
 
     def cancel_batch(self, batch_id: str) -> Batch:
         return self.client.cancel_batch(batch_id)

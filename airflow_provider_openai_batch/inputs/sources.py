@@ -50,3 +50,36 @@ def source_filename(source: Source, default: str = "batch_input.jsonl") -> str:
     """The bare file name to send in the multipart upload (the service wants ``.jsonl``)."""
     name = describe_source(source).rstrip("/").rsplit("/", 1)[-1]
     return name if name and not name.startswith("<") else default
+
+
+# Streams sent as uploads ------------------------------------------------------------------------
+
+
+def is_seekable(stream: IO[bytes]) -> bool:
+    """Whether a caller's stream can be rewound for a retry (a pipe or socket cannot)."""
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class FromPosition:
+    """A view of a seekable stream that begins at ``start``.
+
+    httpx's multipart field seeks its file to 0 and sizes it from the end; this view makes
+    "0" mean the caller's position, so bytes the caller already read past are not sent.
+    """
+
+    def __init__(self, stream: IO[bytes], start: int) -> None:
+        self._stream = stream
+        self._start = start
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset + self._start if whence == 0 else offset
+        return self._stream.seek(target, whence) - self._start
+
+    def tell(self) -> int:
+        return self._stream.tell() - self._start

@@ -1,68 +1,36 @@
 """OpenAIBatchOperator: validate, submit once, wait without a worker (floor 3).
 
 Steps: check the create parameters -> validate the whole input file locally (nothing is
-uploaded when it is bad) -> re-attach to this task instance's batch if one is alive,
-else upload and create -> push ``batch_id`` (and the dashboard link) -> wait, deferred
-by default. After waiting it pushes ``output_file_id``, ``error_file_id`` and
-``request_counts`` (also for expired/cancelled batches, whose partial output was paid
-for) and returns the batch id.
-
-A batch that fails because the organisation's enqueued-token queue is full
-(``token_limit_exceeded``) is resubmitted from the same uploaded file after a growing,
-bounded delay spent deferred.
+uploaded when it is bad) -> re-attach to this task instance's batch if one is alive, else
+upload and create (``hook.submit_once``) -> push ``batch_id`` (and the dashboard link) ->
+wait. Waiting is the :class:`~airflow_provider_openai_batch.waiting.waiter.Waiter`'s, in the
+triggerer (deferred) or in this worker; finishing is shared with the sensor
+(:mod:`._finish`). A batch that fails with ``token_limit_exceeded`` is resubmitted from the
+same uploaded file after the delay of
+:class:`~airflow_provider_openai_batch.submitting.resubmit.TokenLimitPolicy`, spent deferred.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.api.params import validate_create_params
 from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
 from airflow_provider_openai_batch.inputs.sources import describe_source
-from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, OpenAIBatchLink, batch_record, dashboard_url
-from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
-from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key, submit_once
-from airflow_provider_openai_batch.triggers.batch import (
-    DEFAULT_MAX_OUTAGE,
-    OpenAIBatchResubmitTrigger,
-    OpenAIBatchTrigger,
-)
-from airflow_provider_openai_batch.waiting.outcome import check_outcome, xcom_values
-from airflow_provider_openai_batch.waiting.polling import (
-    OutageBudget,
-    ProgressTracker,
-    decide,
-    event_payload,
-    is_token_limit_failure,
-)
-
-FILE_ID_PREFIX = "file-"
-
-
-def resolve_input(input_file: Any) -> tuple[Any, str | None]:
-    """Return ``(source, file_id)``: a ``file-...`` id is used as is, a URI becomes an ObjectStoragePath."""
-    if isinstance(input_file, os.PathLike) or hasattr(input_file, "open"):
-        return input_file, None
-    if not isinstance(input_file, str) or not input_file.strip():
-        raise BatchParameterError(f"input_file must be a local path, a storage URI or a file id, got {input_file!r}")
-    text = input_file.strip()
-    if text.startswith(FILE_ID_PREFIX):
-        return None, text
-    if "://" in text:
-        from airflow_provider_openai_batch.compat import ObjectStoragePath
-
-        return ObjectStoragePath(text), None
-    return text, None
+from airflow_provider_openai_batch.links import OpenAIBatchLink
+from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, deferral_timeout, finish, push_link
+from airflow_provider_openai_batch.operators._inputs import created_after, input_fingerprint, resolve_input
+from airflow_provider_openai_batch.submitting.resubmit import TokenLimitPolicy
+from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key
+from airflow_provider_openai_batch.triggers.batch import OpenAIBatchResubmitTrigger, OpenAIBatchTrigger
+from airflow_provider_openai_batch.waiting.outcome import ResumeState, WaitOutcome
+from airflow_provider_openai_batch.waiting.waiter import Waiter
 
 
 class OpenAIBatchOperator(BaseOperator):
@@ -79,7 +47,8 @@ class OpenAIBatchOperator(BaseOperator):
     :param conn_id: the ``openai_batch`` connection. Templated.
     :param wait_for_completion: wait for a terminal state; otherwise return the batch id at once
         (then gate downstream tasks with ``OpenAIBatchSensor``).
-    :param deferrable: wait in the triggerer (default) instead of polling in the worker.
+    :param deferrable: wait in the triggerer instead of polling in the worker (default: Airflow's
+        ``[operators] default_deferrable``).
     :param poll_interval: seconds between status polls.
     :param timeout: seconds to wait before giving up (None: until the batch ends).
     :param cancel_on_kill: cancel the batch when the task is killed (worker or deferred).
@@ -108,16 +77,16 @@ class OpenAIBatchOperator(BaseOperator):
         input_file_expires_after: int | None = None,
         conn_id: str = OpenAIBatchHook.default_conn_name,
         wait_for_completion: bool = True,
-        deferrable: bool = True,
-        poll_interval: float = 60.0,
+        deferrable: bool = DEFAULT_DEFERRABLE,
+        poll_interval: float = defaults.POLL_INTERVAL,
         timeout: float | None = None,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
         max_failed_ratio: float | None = None,
         retry_on_token_limit: bool = True,
-        token_limit_retry_delay: float = 300.0,
-        token_limit_max_wait: float = 6 * 3600.0,
-        max_outage: float = DEFAULT_MAX_OUTAGE,
+        token_limit_retry_delay: float = defaults.TOKEN_LIMIT_RETRY_DELAY,
+        token_limit_max_wait: float = defaults.TOKEN_LIMIT_MAX_WAIT,
+        max_outage: float = defaults.MAX_OUTAGE,
         allow_any_completion_window: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -147,6 +116,12 @@ class OpenAIBatchOperator(BaseOperator):
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(self.conn_id)
 
+    @property
+    def token_limit(self) -> TokenLimitPolicy:
+        return TokenLimitPolicy(
+            self.retry_on_token_limit, self.token_limit_retry_delay, max_wait=self.token_limit_max_wait
+        )
+
     # Submit
 
     def execute(self, context: Any) -> str:
@@ -159,61 +134,59 @@ class OpenAIBatchOperator(BaseOperator):
             reserved_metadata_pairs=RESERVED_METADATA_PAIRS,
         )
         source, file_id = resolve_input(self.input_file)
-        if file_id is None:
-            summary = validate_batch_file(source, self.endpoint)
-            self.log.info("Validated %s: %s", describe_source(source), _summary_text(summary))
-            fingerprint = summary.fingerprint
-        else:
-            self.log.info("Using uploaded file %s (not validated locally: it is already on the server)", file_id)
-            fingerprint = hashlib.sha256(f"file:{file_id}".encode()).hexdigest()
-
+        fingerprint = input_fingerprint(source, file_id, self.endpoint, self.log)
         ti = context["ti"]
-        key = idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
-        end_time = time.time() + self.timeout if self.timeout is not None else None
-        carry = {"key": key, "fingerprint": fingerprint, "end_time": end_time, "resubmits": 0, "waited": 0.0}
-        return self._submit(context, carry, lambda: file_id or self._upload(source))
+        state = ResumeState(
+            key=idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1)),
+            fingerprint=fingerprint,
+            end_time=time.time() + self.timeout if self.timeout is not None else None,
+            created_after=created_after(context),
+        )
+        return self._submit(context, state, lambda: file_id or self._upload(source))
 
     def _upload(self, source: Any) -> str:
         uploaded = self.hook.upload_file(source, "batch", expires_after=self.input_file_expires_after)
         self.log.info("Uploaded %s as %s (%s bytes)", describe_source(source), uploaded.id, uploaded.bytes)
         return uploaded.id
 
-    def _submit(self, context: Any, carry: dict[str, Any], input_file_id: Any) -> str:
-        submission = submit_once(
-            self.hook.client,
-            key=carry["key"],
-            fingerprint=carry["fingerprint"],
+    def _submit(self, context: Any, state: ResumeState, input_file_id: Callable[[], str]) -> str:
+        submission = self.hook.submit_once(
+            key=state.key,
+            fingerprint=state.fingerprint,
             input_file_id=input_file_id,
             endpoint=self.endpoint,
             completion_window=self.completion_window,
             metadata=self.metadata,
             output_expires_after=self.output_expires_after,
+            created_after=state.created_after,
         )
         batch = submission.batch
-        carry = {**carry, "input_file_id": batch.input_file_id}
+        state = state.model_copy(update={"input_file_id": batch.input_file_id})
         verb = "Re-attached to" if submission.reattached else "Created"
         self.log.info("%s batch %s (%s) on %s", verb, batch.id, batch.status.value, self.hook.base_url)
         self._announce(context, batch)
-        if not self.wait_for_completion:
-            return batch.id
-        return self._wait(context, batch, carry)
+        return self._wait(context, batch, state) if self.wait_for_completion else batch.id
 
     def _announce(self, context: Any, batch: Batch) -> None:
         """Record the batch before waiting, so a crash never loses it and the UI link works at once."""
         self.batch_id = batch.id
-        ti = context["ti"]
-        ti.xcom_push(key="batch_id", value=batch.id)
-        url = dashboard_url(batch.id, self.hook.base_url, self.hook.dashboard_template)
-        ti.xcom_push(key=LINK_XCOM_KEY, value=url or "")
-        ti.xcom_push(key=RECORD_XCOM_KEY, value=batch_record(batch.id, self.conn_id, url))
+        context["ti"].xcom_push(key="batch_id", value=batch.id)
+        url = push_link(context, self.hook, self.conn_id, batch.id)
         if url:
             self.log.info("Follow it at %s", url)
 
     # Wait
 
-    def _wait(self, context: Any, batch: Batch, carry: dict[str, Any]) -> str:
-        if batch.status.is_terminal:
-            return self._finish(context, self._payload(batch, carry))
+    def _waiter(self, batch_id: str, state: ResumeState) -> Waiter:
+        return Waiter(batch_id, poll_interval=self.poll_interval, end_time=state.end_time, max_outage=self.max_outage)
+
+    def _wait(self, context: Any, batch: Batch, state: ResumeState) -> str:
+        waiter = self._waiter(batch.id, state)
+        step = waiter.on_batch(batch, time.time())
+        for level, line in step.lines:
+            self.log.log(level, line)
+        if step.outcome is not None:
+            return self._finish(context, step.outcome.with_resume(state))
         if self.deferrable:
             self.log.info("Deferring: the triggerer polls batch %s every %ss", batch.id, self.poll_interval)
             self.defer(
@@ -221,115 +194,49 @@ class OpenAIBatchOperator(BaseOperator):
                     batch.id,
                     self.conn_id,
                     self.poll_interval,
-                    carry.get("end_time"),
+                    state.end_time,
                     cancel_on_kill=self.cancel_on_kill,
                     max_outage=self.max_outage,
-                    carry=carry,
+                    carry=state.model_dump(mode="json"),
                 ),
                 method_name="execute_complete",
-                timeout=self._defer_timeout(carry.get("end_time")),
+                timeout=deferral_timeout(state.end_time, time.time(), self.poll_interval),
             )
-        return self._finish(context, self._poll_in_worker(batch.id, carry))
-
-    def _defer_timeout(self, end_time: float | None) -> timedelta | None:
-        """A backstop a little after our own deadline, so the trigger's clean timeout event wins."""
-        if end_time is None:
-            return None
-        return timedelta(seconds=max(0.0, end_time - time.time()) + self.poll_interval + 60)
-
-    def _payload(self, batch: Batch, carry: dict[str, Any]) -> dict[str, Any]:
-        decision = decide(batch, now=time.time(), end_time=None)
-        payload = event_payload(batch, decision.status or batch.status.value, decision.message)
-        payload["carry"] = carry
-        return payload
-
-    def _poll_in_worker(self, batch_id: str, carry: dict[str, Any]) -> dict[str, Any]:
-        """The non-deferrable wait: the same decision as the trigger, with blocking sleeps."""
-        budget = OutageBudget(max_outage=self.max_outage)
-        progress = ProgressTracker()
-        end_time = carry.get("end_time")
-        batch: Batch | None = None
-        while True:
-            try:
-                batch = self.hook.get_batch(batch_id)
-            except Exception as error:
-                decision = budget.on_error(error, now=time.time(), batch_id=batch_id)
-                if decision.finished:
-                    return {**event_payload(batch, "error", decision.message, batch_id=batch_id), "carry": carry}
-                self.log.warning(decision.message)
-            else:
-                budget.on_success()
-                line = progress.update(batch)
-                if line:
-                    self.log.info(line)
-                decision = decide(batch, now=time.time(), end_time=end_time)
-                if decision.finished:
-                    payload = event_payload(batch, decision.status or "error", decision.message)
-                    return {**payload, "carry": carry}
-            sleep = self.poll_interval if end_time is None else min(self.poll_interval, end_time - time.time())
-            time.sleep(max(0.0, sleep))
+        outcome = waiter.wait_blocking(self.hook.get_batch, say=self.log.log)
+        return self._finish(context, outcome.with_resume(state))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
-        return self._finish(context, event)
+        return self._finish(context, WaitOutcome.from_event(event))
 
-    def _finish(self, context: Any, payload: dict[str, Any]) -> str:
-        carry = payload.get("carry") or {}
-        batch_id = payload.get("batch_id")
-        self.batch_id = batch_id
-        if is_token_limit_failure(payload) and self.retry_on_token_limit:
-            delay = self._token_limit_delay(carry)
-            if delay is not None:
-                return self._wait_then_resubmit(context, payload, carry, delay)
-        ti = context["ti"]
-        for key, value in xcom_values(payload).items():
-            ti.xcom_push(key=key, value=value)
-        cancelled = False
-        if payload.get("status") == "timeout" and self.cancel_on_timeout and batch_id:
-            cancelled = self._cancel(batch_id, "the wait timed out")
-        check_outcome(payload, max_failed_ratio=self.max_failed_ratio, cancelled=cancelled)
-        level = self.log.warning if (payload.get("request_counts") or {}).get("failed") else self.log.info
-        level(payload.get("message"))
+    def _finish(self, context: Any, outcome: WaitOutcome) -> str:
+        self.batch_id = outcome.batch_id
+        delay = self.token_limit.next_delay(outcome)
+        if delay is not None and outcome.resume is not None:
+            return self._wait_then_resubmit(context, outcome, outcome.resume, delay)
+        batch_id = outcome.batch_id
+        cancel = (lambda: self._cancel(batch_id, "the wait timed out")) if self.cancel_on_timeout and batch_id else None
+        finish(self, context, outcome, max_failed_ratio=self.max_failed_ratio, cancel=cancel)
         return str(batch_id)
 
     # Enqueued-token limit
 
-    def _token_limit_delay(self, carry: dict[str, Any]) -> float | None:
-        """Next delay (doubling from ``token_limit_retry_delay``, at most an hour), or None when the budget is spent."""
-        resubmits = int(carry.get("resubmits", 0))
-        waited = float(carry.get("waited", 0.0))
-        delay = min(self.token_limit_retry_delay * 2**resubmits, 3600.0)
-        if waited + delay > self.token_limit_max_wait:
-            return None
-        return delay
-
-    def _wait_then_resubmit(self, context: Any, payload: dict[str, Any], carry: dict[str, Any], delay: float) -> str:
-        carry = {
-            **carry,
-            "resubmits": int(carry.get("resubmits", 0)) + 1,
-            "waited": float(carry.get("waited", 0)) + delay,
-        }
-        self.log.warning(
-            "Batch %s failed because the organisation's enqueued-token limit is full (%s). Waiting %.0fs, then "
-            "resubmitting the same input file %s (resubmission %d, %.0fs of %.0fs waiting budget used).",
-            payload.get("batch_id"),
-            payload.get("message"),
-            delay,
-            carry.get("input_file_id"),
-            carry["resubmits"],
-            carry["waited"],
-            self.token_limit_max_wait,
-        )
+    def _wait_then_resubmit(self, context: Any, outcome: WaitOutcome, state: ResumeState, delay: float) -> str:
+        state = self.token_limit.after_waiting(state, delay)
+        self.log.warning(self.token_limit.describe(outcome, state, delay))
         if self.deferrable:
+            carry = state.model_dump(mode="json")
             self.defer(trigger=OpenAIBatchResubmitTrigger(time.time() + delay, carry), method_name="resubmit")
         time.sleep(delay)
-        return self._resubmit(context, carry)
+        return self._resubmit(context, state)
 
     def resubmit(self, context: Any, event: dict[str, Any]) -> str:
-        return self._resubmit(context, event["carry"])
+        return self._resubmit(context, ResumeState.model_validate(event["carry"]))
 
-    def _resubmit(self, context: Any, carry: dict[str, Any]) -> str:
-        file_id = carry["input_file_id"]
-        return self._submit(context, carry, lambda: file_id)
+    def _resubmit(self, context: Any, state: ResumeState) -> str:
+        file_id = state.input_file_id
+        if file_id is None:
+            raise ValueError("A resubmission needs the uploaded input file id; the resume state has none")
+        return self._submit(context, state, lambda: file_id)
 
     # Cancel what we own
 
@@ -345,13 +252,3 @@ class OpenAIBatchOperator(BaseOperator):
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.batch_id:
             self._cancel(self.batch_id, "the task was killed")
-
-
-def _summary_text(summary: BatchFileSummary) -> str:
-    parts = [f"{summary.requests:,} requests", f"{summary.bytes / 1e6:.1f} MB"]
-    if summary.model:
-        parts.append(f"model {summary.model}")
-    if summary.embedding_inputs:
-        parts.append(f"{summary.embedding_inputs:,} embedding inputs")
-    parts.append(f"fingerprint {summary.fingerprint[:12]}")
-    return ", ".join(parts)

@@ -21,7 +21,7 @@ from airflow_provider_openai_batch.api.exceptions import BatchParameterError
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.operators.batch import resolve_input
+from airflow_provider_openai_batch.operators._inputs import resolve_input, resolve_location
 from airflow_provider_openai_batch.results.landing import land_results
 from airflow_provider_openai_batch.results.retry_file import write_retry_file
 
@@ -32,14 +32,6 @@ def as_batch_ids(batch_id: str | Sequence[str]) -> list[str]:
     if not ids:
         raise BatchParameterError("batch_id is empty: give one batch id or a list of them")
     return ids
-
-
-def resolve_location(value: Any) -> Any:
-    """A destination: a local path, or a storage URI / ObjectStoragePath."""
-    source, file_id = resolve_input(value)
-    if file_id is not None:
-        raise BatchParameterError(f"{value!r} is a file id, not a place to write to")
-    return source
 
 
 class OpenAIBatchResultsOperator(BaseOperator):

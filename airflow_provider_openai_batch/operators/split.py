@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.inputs.splitter import split_batch_file
-from airflow_provider_openai_batch.operators.results import resolve_location
+from airflow_provider_openai_batch.operators._inputs import resolve_location
 
 
 class OpenAIBatchSplitOperator(BaseOperator):

@@ -4,8 +4,15 @@
 a cleared task or a create whose response was lost could bill a second batch. Every
 batch we create carries an idempotency key (derived from the task instance, never the
 try number) and the input's fingerprint in its metadata; before creating, and after a
-create that may or may not have reached the server, we look the key up in the newest
-batches and re-attach to what we find instead of creating another.
+create that may or may not have reached the server, we look the key up among the
+batches created since this task instance could first have made one, and re-attach to what
+we find instead of creating another.
+
+The look-up is bounded by time, not by a count: the list endpoint is newest first, so the
+scan stops at the first batch created before ``created_after`` (the DAG run's ``run_after``
+minus a clock-skew margin, see the operator). An organisation that creates thousands of
+batches between a lost create and the retry (a fan-out of a few hundred shards is enough to
+pass any fixed count) still finds its batch.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from dataclasses import dataclass
 
 from airflow_provider_openai_batch.api.client import OpenAIBatchClient
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
-from airflow_provider_openai_batch.api.models import Batch, BatchStatus
+from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.api.statuses import REATTACHABLE_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +36,9 @@ RESERVED_METADATA_PAIRS = 2
 """Metadata pairs the operator uses itself, out of the API's 16."""
 FINGERPRINT_CHARS = 16
 
-REATTACHABLE = frozenset(
-    {BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING, BatchStatus.COMPLETED}
-)
-"""A batch in one of these states is worth re-attaching to; failed/cancelled/expired ones are resubmitted."""
+REATTACHABLE = REATTACHABLE_STATUSES
+UNBOUNDED_SCAN = 500
+"""Without a time bound (``created_after`` unknown), the newest this many batches are looked at."""
 
 
 def idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
@@ -51,12 +58,30 @@ class Submission:
     uploaded_file_id: str | None = None
 
 
-def find_batch(client: OpenAIBatchClient, key: str, *, max_scan: int = 500) -> Batch | None:
-    """The newest batch carrying ``key`` among the ``max_scan`` newest of the account, if any."""
+def find_batch(
+    client: OpenAIBatchClient, key: str, *, created_after: float | None = None, max_scan: int | None = None
+) -> Batch | None:
+    """The newest batch carrying ``key`` created at or after ``created_after`` (epoch seconds), if any.
+
+    Pages are read newest first and the scan stops at the first older batch. ``max_scan``
+    caps the count as well (default: :data:`UNBOUNDED_SCAN` when there is no time bound).
+    """
+    if max_scan is None and created_after is None:
+        max_scan = UNBOUNDED_SCAN
     for batch in client.iter_batches(page_size=100, max_items=max_scan):
+        if created_after is not None and _created(batch) < created_after:
+            return None
         if (batch.metadata or {}).get(IDEMPOTENCY_KEY) == key:
             return batch
     return None
+
+
+def _created(batch: Batch) -> float:
+    """``created_at`` in epoch seconds; a missing or non-numeric one counts as new (never stops a scan)."""
+    try:
+        return float(batch.created_at)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def reattachable(batch: Batch | None, fingerprint: str) -> bool:
@@ -75,7 +100,8 @@ def submit_once(
     completion_window: str = "24h",
     metadata: dict[str, str] | None = None,
     output_expires_after: int | None = None,
-    max_scan: int = 500,
+    created_after: float | None = None,
+    max_scan: int | None = None,
     max_create_attempts: int = 5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Submission:
@@ -85,7 +111,7 @@ def submit_once(
     uploads nothing. A create that fails in a way that may have reached the server is
     reconciled by looking the key up again before trying once more.
     """
-    existing = find_batch(client, key, max_scan=max_scan)
+    existing = find_batch(client, key, created_after=created_after, max_scan=max_scan)
     if reattachable(existing, fingerprint):
         assert existing is not None
         log.info(
@@ -115,7 +141,7 @@ def submit_once(
             if not policy.should_retry(error):
                 raise
             last_error = error
-        found = find_batch(client, key, max_scan=max_scan)
+        found = find_batch(client, key, created_after=created_after, max_scan=max_scan)
         if found is not None and reattachable(found, fingerprint):
             log.warning("Create failed (%s) but the server had made batch %s: re-attaching", last_error, found.id)
             return Submission(found, reattached=True, uploaded_file_id=file_id)

@@ -1,33 +1,45 @@
 """OpenAIBatchTrigger: waits for a batch in the triggerer, async all the way down (floor 3).
 
-Each poll is one non-blocking HTTP request on a pool shared by every trigger of the
-same connection in the process; the connection is looked up with the async API. The
-deadline ``end_time`` is wall-clock epoch seconds, so a triggerer restart resumes the
-same deadline instead of starting a new one. Transient API errors are waited out (up
-to an outage budget); a permanent one (401, 404) ends the wait at once. Exactly one
-event is yielded; its payload carries everything ``execute_complete`` needs (also the
-``carry`` dict the task hands in), because ``dag.test()`` resumes a task with the
+The decisions (deadline, outage budget, progress lines, the outcome) are the
+:class:`~airflow_provider_openai_batch.waiting.waiter.Waiter`'s, the same object the
+operator's worker loop and the sensor's poke use. Each poll is one non-blocking HTTP
+request on a pool shared by every trigger of the same connection in the process; the
+connection is looked up with the async API. The deadline ``end_time`` is wall-clock
+epoch seconds, so a triggerer restart resumes the same deadline instead of starting a
+new one. Transient API errors are waited out (up to an outage budget); a permanent one
+(401, 404) ends the wait at once. Exactly one
+event is yielded: a :class:`~airflow_provider_openai_batch.waiting.outcome.WaitOutcome`
+as a plain dict, carrying everything ``execute_complete`` needs (also the operator's
+resume state, handed in as ``carry``), because ``dag.test()`` resumes a task with the
 event alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.compat import BaseTrigger, TriggerEvent
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.waiting.polling import OutageBudget, ProgressTracker, decide, event_payload
+from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
+from airflow_provider_openai_batch.waiting.waiter import Waiter
 
-DEFAULT_MAX_OUTAGE = 1800.0
+DEFAULT_MAX_OUTAGE = defaults.MAX_OUTAGE
+_LEVELS = {"error": logging.ERROR, "timeout": logging.WARNING}
 
 
 class OpenAIBatchTrigger(BaseTrigger):
     """Polls ``batch_id`` every ``poll_interval`` seconds until it is terminal or ``end_time`` passes.
+
+    A thin shell around :class:`~airflow_provider_openai_batch.waiting.waiter.Waiter`, which
+    decides; this class only fetches (:meth:`_get_batch`), logs, sleeps and yields the one
+    :class:`~airflow_provider_openai_batch.waiting.outcome.WaitOutcome` as the event payload.
 
     :param batch_id: the batch to watch.
     :param conn_id: the ``openai_batch`` connection (only its id is serialized, never the key).
@@ -35,18 +47,18 @@ class OpenAIBatchTrigger(BaseTrigger):
     :param end_time: wall-clock deadline (``time.time()`` based); None waits until the batch ends.
     :param cancel_on_kill: cancel the batch when a user kills the deferred task (Airflow 3.3+).
     :param max_outage: seconds of consecutive transient errors tolerated before giving up.
-    :param carry: JSON-safe values echoed in the event (state the task needs when it resumes).
+    :param carry: the operator's resume state (JSON-safe), echoed in the event as ``resume``.
     """
 
     def __init__(
         self,
         batch_id: str,
         conn_id: str = OpenAIBatchHook.default_conn_name,
-        poll_interval: float = 60.0,
+        poll_interval: float = defaults.POLL_INTERVAL,
         end_time: float | None = None,
         *,
         cancel_on_kill: bool = False,
-        max_outage: float = DEFAULT_MAX_OUTAGE,
+        max_outage: float = defaults.MAX_OUTAGE,
         carry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -82,51 +94,36 @@ class OpenAIBatchTrigger(BaseTrigger):
             },
         )
 
-    def _event(self, batch: Batch | None, status: str, message: str) -> TriggerEvent:
-        payload = event_payload(batch, status, message, batch_id=self.batch_id)
-        payload["carry"] = self.carry
-        return TriggerEvent(payload)
+    async def _get_batch(self, hook: OpenAIBatchHook) -> Batch:
+        """The one place the trigger asks for its batch (a shared poller can take it over here)."""
+        return await hook.aget_batch(self.batch_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = OpenAIBatchHook(self.conn_id)
-        budget = OutageBudget(max_outage=self.max_outage)
-        progress = ProgressTracker()
-        batch: Batch | None = None
+        waiter = Waiter(
+            self.batch_id, poll_interval=self.poll_interval, end_time=self.end_time, max_outage=self.max_outage
+        )
         # The task looked at the batch just before deferring; polling again at once would only
         # repeat that answer, and an event fired within seconds of the deferral can race the
-        # worker's exit report in Airflow 3.3 and get the resumed task marked failed. Up to 20 %
-        # jitter spreads the first polls of many triggers started together (a triggerer restart).
-        await asyncio.sleep(self._next_sleep() * (1 - 0.2 * random.random()))
+        # worker's exit report in Airflow 3.3 and get the resumed task marked failed. Jitter
+        # spreads the first polls of many triggers started together (a triggerer restart).
+        await asyncio.sleep(waiter.sleep_before(time.time(), shorten=defaults.FIRST_POLL_JITTER * random.random()))
         while True:
             try:
-                batch = await hook.aget_batch(self.batch_id)
+                step = waiter.on_batch(await self._get_batch(hook), time.time())
             except Exception as error:
-                decision = budget.on_error(error, now=time.time(), batch_id=self.batch_id)
-                if decision.finished:
-                    self.log.error(decision.message)
-                    yield self._event(batch, "error", decision.message)
-                    return
-                self.log.warning(decision.message)
-                if self.end_time is not None and time.time() >= self.end_time:
-                    message = f"Timed out waiting for batch {self.batch_id} while the API was failing: {error}"
-                    yield self._event(batch, "timeout", message)
-                    return
-            else:
-                budget.on_success()
-                line = progress.update(batch)
-                if line:
-                    self.log.info(line)
-                decision = decide(batch, now=time.time(), end_time=self.end_time)
-                if decision.finished:
-                    self.log.info(decision.message)
-                    yield self._event(batch, decision.status or "error", decision.message)
-                    return
-            await asyncio.sleep(self._next_sleep())
+                step = waiter.on_error(error, time.time())
+            for level, line in step.lines:
+                self.log.log(level, line)
+            if step.outcome is not None:
+                yield TriggerEvent(self._event(step.outcome))
+                return
+            await asyncio.sleep(step.sleep)
 
-    def _next_sleep(self) -> float:
-        if self.end_time is None:
-            return self.poll_interval
-        return max(0.0, min(self.poll_interval, self.end_time - time.time()))
+    def _event(self, outcome: WaitOutcome) -> dict[str, Any]:
+        """The outcome as the event payload, with the task's resume state (validated by the task, not here)."""
+        self.log.log(_LEVELS.get(outcome.status, logging.INFO), outcome.message)
+        return {**outcome.to_event(), "resume": self.carry or None}
 
     async def on_kill(self) -> None:
         """A user killed the deferred task (mark failed / clear / mark success): stop paying for it."""

@@ -1,104 +1,19 @@
-"""The one poll decision shared by the trigger, the sensor's poke and the operator's sync wait.
+"""What a wait says: progress lines and the account of a finished batch (floor 1: no Airflow import).
 
-Floor 1 (no Airflow import): everything here is a pure function of what the API said
-and the clock, so the deferred path, the poke path and the in-worker path cannot drift,
-and each rule is tested without a server.
-
-Vocabulary of a finished wait (the ``status`` of a trigger event):
-``completed``, ``failed``, ``expired``, ``cancelled`` (the batch's own terminal state),
-``timeout`` (our deadline passed first) and ``error`` (the API said no for good, e.g. 401
-or 404, or stayed unreachable longer than the outage budget).
+The words users search task logs for, used by the Waiter (:mod:`.waiter`), the UI and the
+messages of a finished task. The poll decision itself lives in :mod:`.waiter`; the statuses in
+:mod:`~airflow_provider_openai_batch.api.statuses`; the transient rule in
+:mod:`~airflow_provider_openai_batch.api.transient`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.api.models import Batch, BatchStatus
 
-EVENT_STATUSES = frozenset({"completed", "failed", "expired", "cancelled", "timeout", "error"})
 SHOWN_ERRORS = 5
 """How many batch errors a message spells out before it says "and N more"."""
-PERMANENT_STATUS_CODES = frozenset({400, 401, 403, 404, 422})
-TOKEN_LIMIT_CODE = "token_limit_exceeded"
-
-
-class PollAction(str, Enum):
-    WAIT = "wait"
-    FINISH = "finish"
-
-
-@dataclass(frozen=True)
-class PollDecision:
-    action: PollAction
-    status: str | None = None
-    """The event status when ``action`` is FINISH."""
-    message: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.action is PollAction.FINISH
-
-
-def decide(batch: Batch, *, now: float, end_time: float | None) -> PollDecision:
-    """Keep waiting, or finish with the batch's terminal state, or time out.
-
-    A terminal state wins over a deadline that passed in the same poll: the result is
-    already paid for and there is nothing left to cancel.
-    """
-    if batch.status.is_terminal:
-        return PollDecision(PollAction.FINISH, batch.status.value, describe_batch(batch))
-    if end_time is not None and now >= end_time:
-        return PollDecision(PollAction.FINISH, "timeout", f"Timed out waiting for batch {batch.id} ({progress(batch)})")
-    return PollDecision(PollAction.WAIT)
-
-
-@dataclass
-class OutageBudget:
-    """Tolerates transient API errors for up to ``max_outage`` seconds in a row.
-
-    429s, 5xx, timeouts and refused connections during a long wait are the API's weather,
-    not the batch's fate: the batch keeps running on OpenAI's side, so the wait goes on.
-    A permanent error (bad key, batch not found) finishes the wait at once.
-    """
-
-    max_outage: float = 1800.0
-    outage_started: float | None = field(default=None)
-    consecutive_errors: int = 0
-
-    def on_success(self) -> None:
-        self.outage_started = None
-        self.consecutive_errors = 0
-
-    def on_error(self, error: Exception, *, now: float, batch_id: str) -> PollDecision:
-        if not is_transient(error):
-            return PollDecision(PollAction.FINISH, "error", f"Stopped waiting for batch {batch_id}: {error}")
-        self.consecutive_errors += 1
-        if self.outage_started is None:
-            self.outage_started = now
-        elapsed = now - self.outage_started
-        if elapsed >= self.max_outage:
-            return PollDecision(
-                PollAction.FINISH,
-                "error",
-                f"Stopped waiting for batch {batch_id}: the API kept failing for {elapsed:.0f}s "
-                f"({self.consecutive_errors} polls in a row); last error: {error}. The batch may still be running.",
-            )
-        return PollDecision(PollAction.WAIT, message=f"Transient error polling batch {batch_id} (will retry): {error}")
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, OpenAIAPIError):
-        if error.status_code in PERMANENT_STATUS_CODES:
-            return False
-        return error.is_transient
-    return isinstance(error, (OSError, TimeoutError))
-
-
-# What to say -----------------------------------------------------------------------------------
 
 
 def progress(batch: Batch) -> str:
@@ -112,21 +27,6 @@ def progress(batch: Batch) -> str:
     if counts.failed:
         text += f", {counts.failed:,} failed"
     return text
-
-
-class ProgressTracker:
-    """Says something only when the status or the counts change, so a 24 h wait logs little."""
-
-    def __init__(self) -> None:
-        self._last: tuple[Any, ...] | None = None
-
-    def update(self, batch: Batch) -> str | None:
-        counts = batch.request_counts
-        key = (batch.status.value, counts.total, counts.completed, counts.failed)
-        if key == self._last:
-            return None
-        self._last = key
-        return f"Batch {batch.id}: {progress(batch)}"
 
 
 def describe_errors(errors: list[dict[str, Any]], shown: int = SHOWN_ERRORS) -> str:
@@ -177,34 +77,3 @@ def _files_text(output_file_id: str | None, error_file_id: str | None) -> str:
     if error_file_id:
         parts.append(f"error file {error_file_id}")
     return f" ({', '.join(parts)})" if parts else ""
-
-
-def event_payload(batch: Batch | None, status: str, message: str, *, batch_id: str | None = None) -> dict[str, Any]:
-    """The one event a wait ends with: everything ``execute_complete`` needs, nothing secret."""
-    if status not in EVENT_STATUSES:
-        raise ValueError(f"Unknown event status {status!r}")
-    payload: dict[str, Any] = {"status": status, "message": message, "batch_id": batch_id}
-    if batch is not None:
-        payload.update(
-            batch_id=batch.id,
-            batch_status=batch.status.value,
-            output_file_id=batch.output_file_id,
-            error_file_id=batch.error_file_id,
-            request_counts=batch.request_counts.as_dict(),
-            errors=[e.model_dump(include={"code", "message", "param", "line"}) for e in batch.error_list],
-            input_file_id=batch.input_file_id,
-        )
-    return payload
-
-
-def is_token_limit_failure(payload: dict[str, Any]) -> bool:
-    """The organisation's enqueued-token queue was full: the same input may succeed later."""
-    return payload.get("status") == "failed" and any(
-        (err or {}).get("code") == TOKEN_LIMIT_CODE for err in payload.get("errors") or []
-    )
-
-
-def failed_ratio(request_counts: dict[str, int] | None) -> float:
-    counts = request_counts or {}
-    total = counts.get("total") or 0
-    return (counts.get("failed") or 0) / total if total else 0.0

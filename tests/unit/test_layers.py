@@ -15,12 +15,13 @@ from pathlib import Path
 import airflow_provider_openai_batch as package
 
 FLOOR_ONE_PACKAGES = ["api", "inputs", "waiting", "submitting", "results", "testing"]
+FLOOR_ONE_MODULES = ["defaults"]
 UPPER_FLOORS = ["hooks", "operators", "sensors", "triggers", "links", "plugins", "compat", "get_provider_info"]
 
 
 def floor_one_modules() -> list[str]:
     root = Path(package.__file__).parent
-    names = []
+    names = [f"{package.__name__}.{name}" for name in FLOOR_ONE_MODULES]
     for sub in FLOOR_ONE_PACKAGES:
         names.append(f"{package.__name__}.{sub}")
         for info in pkgutil.walk_packages([str(root / sub)], prefix=f"{package.__name__}.{sub}."):

@@ -56,6 +56,7 @@ def openai_batch_faults():
         conn_id=CONN_ID,
         metadata={"pipeline": "deployment-faults"},
         poll_interval=POLL,
+        deferrable=True,
         token_limit_retry_delay=TOKEN_LIMIT_RETRY_DELAY,
         token_limit_max_wait=60.0,
         timeout=600.0,

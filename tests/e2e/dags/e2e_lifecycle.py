@@ -11,7 +11,8 @@ from airflow_provider_openai_batch import OpenAIBatchOperator, OpenAIBatchSensor
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 
 INPUT = "{{ dag_run.conf['input_file'] }}"
-FAST = {"poll_interval": 0.2}
+FAST = {"poll_interval": 0.2, "deferrable": True}
+"""Deferred explicitly: the default follows ``[operators] default_deferrable``, which is False in stock Airflow."""
 
 
 @dag(schedule=None, catchup=False, tags=["e2e"])
@@ -21,7 +22,7 @@ def e2e_operator_deferrable():
 
 @dag(schedule=None, catchup=False, tags=["e2e"])
 def e2e_operator_sync():
-    OpenAIBatchOperator(task_id="batch", input_file=INPUT, deferrable=False, **FAST)
+    OpenAIBatchOperator(task_id="batch", input_file=INPUT, deferrable=False, poll_interval=0.2)
 
 
 @dag(schedule=None, catchup=False, tags=["e2e"])
@@ -37,7 +38,7 @@ def e2e_operator_token_limit():
 @dag(schedule=None, catchup=False, tags=["e2e"])
 def e2e_submit_then_sense():
     submit = OpenAIBatchOperator(task_id="submit", input_file=INPUT, wait_for_completion=False)
-    wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poke_interval=0.2)
+    wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poke_interval=0.2, deferrable=True)
 
     @task
     def read_results(output_file_id: str) -> int:

@@ -1,0 +1,69 @@
+"""What the operator and the sensor share around the Waiter: the deferrable default, the UI link,
+the deferral backstop, and the one way a task finishes a wait (floor 3).
+
+Finishing is the same for both: push ``output_file_id``, ``error_file_id`` and ``request_counts``
+(also for expired/cancelled batches, whose partial output was paid for), cancel a timed-out
+batch when the task owns it, then pass or fail on the
+:class:`~airflow_provider_openai_batch.waiting.outcome.WaitOutcome` and say its message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from airflow_provider_openai_batch import defaults
+from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
+from airflow_provider_openai_batch.api.statuses import BATCH_OUTCOMES
+from airflow_provider_openai_batch.compat import AirflowFailException, conf
+from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, batch_record, dashboard_url
+from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
+from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
+
+DEFAULT_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=True)
+"""Airflow's ``[operators] default_deferrable`` when the operator and sensor classes are imported."""
+
+
+def push_link(context: Any, hook: Any, conn_id: str, batch_id: str) -> str | None:
+    """Push the batch's dashboard URL (the task's extra link) and its record for the "OpenAI Batches" page."""
+    url = dashboard_url(batch_id, hook.base_url, hook.dashboard_template)
+    context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url or "")
+    context["ti"].xcom_push(key=RECORD_XCOM_KEY, value=batch_record(batch_id, conn_id, url))
+    return url
+
+
+def deferral_timeout(end_time: float | None, now: float, poll_interval: float) -> timedelta | None:
+    """Airflow's own deferral timeout: a backstop a little after our deadline, so the trigger's clean event wins."""
+    if end_time is None:
+        return None
+    return timedelta(seconds=max(0.0, end_time - now) + poll_interval + defaults.DEFERRAL_MARGIN)
+
+
+def finish(
+    task: Any,
+    context: Any,
+    outcome: WaitOutcome,
+    *,
+    max_failed_ratio: float | None = None,
+    cancel: Callable[[], bool] | None = None,
+    final_fails_without_retry: bool = False,
+) -> WaitOutcome:
+    """Push the outcome's ids and counts, then pass (say the message) or raise.
+
+    :param cancel: cancels the batch after a ``timeout`` (the operator owns its batch; the sensor does not).
+    :param final_fails_without_retry: a batch's own end (failed, expired, ...) fails the task without
+        retries - a retry would see the same state again (the sensor's choice).
+    """
+    ti = context["ti"]
+    for key, value in outcome.xcom_values().items():
+        ti.xcom_push(key=key, value=value)
+    cancelled = cancel() if cancel is not None and outcome.status == "timeout" else False
+    try:
+        outcome.check(max_failed_ratio=max_failed_ratio, cancelled=cancelled)
+    except BatchTerminalError as error:
+        if final_fails_without_retry and error.status in BATCH_OUTCOMES:
+            raise AirflowFailException(str(error)) from error
+        raise
+    (task.log.warning if outcome.has_failed_requests else task.log.info)(outcome.message)
+    return outcome

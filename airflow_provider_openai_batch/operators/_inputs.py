@@ -1,0 +1,85 @@
+"""Where a task's input comes from and its output goes to: one resolution for every operator (floor 3).
+
+Also what the batch operator starts from: the input's fingerprint (validating a local file
+first) and the earliest time its task instance could have created a batch.
+
+A ``file-...`` id is used as is, a URI (``s3://...``) becomes an Airflow ``ObjectStoragePath``,
+anything else is a local path or an already-open source. Operators share this module
+instead of importing each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from airflow_provider_openai_batch import defaults
+from airflow_provider_openai_batch.api.exceptions import BatchParameterError
+from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
+from airflow_provider_openai_batch.inputs.sources import describe_source
+
+FILE_ID_PREFIX = "file-"
+
+
+def resolve_input(input_file: Any) -> tuple[Any, str | None]:
+    """Return ``(source, file_id)``: a ``file-...`` id is used as is, a URI becomes an ObjectStoragePath."""
+    if isinstance(input_file, os.PathLike) or hasattr(input_file, "open"):
+        return input_file, None
+    if not isinstance(input_file, str) or not input_file.strip():
+        raise BatchParameterError(f"input_file must be a local path, a storage URI or a file id, got {input_file!r}")
+    text = input_file.strip()
+    if text.startswith(FILE_ID_PREFIX):
+        return None, text
+    if "://" in text:
+        from airflow_provider_openai_batch.compat import ObjectStoragePath
+
+        return ObjectStoragePath(text), None
+    return text, None
+
+
+def resolve_location(value: Any) -> Any:
+    """A destination: a local path, or a storage URI / ObjectStoragePath."""
+    source, file_id = resolve_input(value)
+    if file_id is not None:
+        raise BatchParameterError(f"{value!r} is a file id, not a place to write to")
+    return source
+
+
+def input_fingerprint(source: Any, file_id: str | None, endpoint: str, log: Any) -> str:
+    """Validate a local/storage input (raises before anything is uploaded) and return its fingerprint.
+
+    An uploaded ``file-...`` id is not validated (it is already on the server); its id is the fingerprint.
+    """
+    if file_id is not None:
+        log.info("Using uploaded file %s (not validated locally: it is already on the server)", file_id)
+        return hashlib.sha256(f"file:{file_id}".encode()).hexdigest()
+    summary = validate_batch_file(source, endpoint)
+    log.info("Validated %s: %s", describe_source(source), _summary_text(summary))
+    return summary.fingerprint
+
+
+def _summary_text(summary: BatchFileSummary) -> str:
+    parts = [f"{summary.requests:,} requests", f"{summary.bytes / 1e6:.1f} MB"]
+    if summary.model:
+        parts.append(f"model {summary.model}")
+    if summary.embedding_inputs:
+        parts.append(f"{summary.embedding_inputs:,} embedding inputs")
+    parts.append(f"fingerprint {summary.fingerprint[:12]}")
+    return ", ".join(parts)
+
+
+def created_after(context: Any) -> float | None:
+    """The earliest time this task instance could have created a batch: its DAG run's ``run_after``.
+
+    A task of a run never starts before the run's ``run_after``, and clearing the run keeps it
+    (unlike ``start_date``), so retries and clears find batches made by earlier tries. A
+    clock-skew margin covers a server clock behind ours. None (no DAG run in the context)
+    falls back to a count-bounded look-up.
+    """
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    for name in ("run_after", "logical_date", "start_date"):
+        when = getattr(dag_run, name, None)
+        if when is not None:
+            return when.timestamp() - defaults.REATTACH_CLOCK_SKEW
+    return None
