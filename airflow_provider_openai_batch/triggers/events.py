@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.api.transient import is_transient
 from airflow_provider_openai_batch.compat import (
     SUPPORTS_SHARED_EVENT_STREAMS,
     BaseEventTrigger,
@@ -37,7 +38,6 @@ from airflow_provider_openai_batch.compat import (
     log_degraded,
 )
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.waiting.polling import is_transient
 from airflow_provider_openai_batch.waiting.watch import (
     DEFAULT_LOOKBACK,
     Snapshot,

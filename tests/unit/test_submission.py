@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -280,3 +281,46 @@ def test_no_sleep_after_the_last_create_attempt(server, client, upload):
     with pytest.raises(OpenAIAPIError):
         submit(client, upload, max_create_attempts=3, sleep=sleeps)
     assert len(sleeps) == 2
+
+
+# Fleet size: the re-attach look-up is bounded by time, not by a count ------------------------------------
+
+
+def test_retry_reattaches_after_2000_other_batches_were_created_since_the_lost_create(server, client, upload, clock):
+    """A fan-out creates thousands of batches between a create whose response was lost and the retry."""
+    file_id = upload()
+    older = [client.create_batch(file_id, CHAT, metadata={"older": "yes"}).id for _ in range(150)]
+    clock.advance(3600)
+    first_try_started = clock()
+    server.drop_next(1, when="after", method="POST", path_prefix="/v1/batches")
+    with pytest.raises(OpenAIAPIError):  # the first try dies here: the batch exists, its id was never seen
+        client.create_batch(file_id, CHAT, metadata=stamp_metadata(None, KEY, FINGERPRINT))
+    clock.advance(1)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        others = list(
+            pool.map(lambda n: client.create_batch(file_id, CHAT, metadata={"shard": str(n)}).id, range(2000))
+        )
+    assert len(set(others)) == 2000 and created(server) == 2151
+    assert find_batch(client, KEY, max_scan=500) is None, "a count-bounded scan misses it"
+
+    before = len(server.requests)
+    again = submit(client, upload, created_after=first_try_started - 600)
+    assert again.reattached is True
+    assert again.batch.metadata[IDEMPOTENCY_KEY] == KEY and again.batch.id not in older + others
+    assert created(server) == 2151, "no second batch: one billed batch for the task instance"
+    assert [b["id"] for b in server.batches() if (b["metadata"] or {}).get(IDEMPOTENCY_KEY) == KEY] == [again.batch.id]
+    lists = [r for r in server.requests[before:] if r.method == "GET" and r.route == "/v1/batches"]
+    assert len(lists) == 21, "21 pages reach the batch; nothing older than the bound is read"
+
+
+def test_the_scan_stops_at_the_first_batch_older_than_the_bound(server, client, upload, clock):
+    file_id = upload()
+    submit(client, upload)  # this key's batch, made long before the bound
+    clock.advance(3600)
+    for _ in range(120):
+        client.create_batch(file_id, CHAT)
+    before = len(server.requests)
+    assert find_batch(client, KEY, created_after=clock() - 60) is None, "older than the bound: not ours to re-attach"
+    lists = [r for r in server.requests[before:] if r.method == "GET" and r.route == "/v1/batches"]
+    assert len(lists) == 2
+    assert find_batch(client, KEY, created_after=clock() - 7200) is not None
