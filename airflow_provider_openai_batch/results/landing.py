@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -49,6 +50,52 @@ def describe_destination(destination: Any) -> str:
     return local if local is not None else str(destination)
 
 
+class _TempBeside:
+    """A hidden temporary file in the destination's folder (same filesystem or bucket, so the final rename is cheap)."""
+
+    def __init__(self, destination: Any) -> None:
+        self.destination = destination
+        self.published = False
+        self.local = _local_path(destination)
+        if self.local is not None:
+            directory, name = os.path.split(self.local)
+            os.makedirs(directory, exist_ok=True)
+            self.path: Any = os.path.join(directory, _temp_name(name))
+        else:
+            parent = destination.parent
+            if not parent.exists():
+                parent.mkdir(parents=True, exist_ok=True)
+            self.path = parent / _temp_name(destination.name)
+
+    def open_write(self) -> IO[bytes]:
+        if self.local is not None:
+            return open(self.path, "xb", buffering=_WRITE_BUFFER)
+        return self.path.open("wb")
+
+    def open_read(self) -> IO[bytes]:
+        return open(self.path, "rb") if self.local is not None else self.path.open("rb")
+
+    def publish(self) -> None:
+        """Rename over any existing file at the destination."""
+        if self.local is not None:
+            os.replace(self.path, self.local)
+        else:
+            self.path.rename(self.destination)
+        self.published = True
+
+    def remove(self) -> None:
+        """Delete the temporary file, if it was not published."""
+        if self.published:
+            return
+        if self.local is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return
+        with contextlib.suppress(Exception):
+            if self.path.exists():
+                self.path.unlink()
+
+
 @contextlib.contextmanager
 def open_atomic(destination: Any) -> Iterator[IO[bytes]]:
     """Open ``destination`` for binary writing; it appears, whole, only if the ``with`` block succeeds.
@@ -57,33 +104,13 @@ def open_atomic(destination: Any) -> Iterator[IO[bytes]]:
     cheap) and is renamed over any existing file at the end. On any error the temporary file is removed and the
     destination is left as it was.
     """
-    local = _local_path(destination)
-    if local is not None:
-        directory, name = os.path.split(local)
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, _temp_name(name))
-        try:
-            with open(temp, "xb", buffering=_WRITE_BUFFER) as handle:
-                yield handle
-            os.replace(temp, local)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        return
-
-    parent = destination.parent
-    if not parent.exists():
-        parent.mkdir(parents=True, exist_ok=True)
-    temp_path = parent / _temp_name(destination.name)
+    temp = _TempBeside(destination)
     try:
-        with temp_path.open("wb") as handle:
+        with temp.open_write() as handle:
             yield handle
-        temp_path.rename(destination)
+        temp.publish()
     except BaseException:
-        with contextlib.suppress(Exception):
-            if temp_path.exists():
-                temp_path.unlink()
+        temp.remove()
         raise
 
 
@@ -193,16 +220,21 @@ def land_results(
 ) -> ResultsManifest:
     """Merge the results of ``batches`` into one JSONL file at ``destination`` and return its manifest.
 
-    One line per request (a :class:`~.results.ResultRecord`), in input order when ``input_source`` is given (see
-    :func:`~.results.iter_results`). ``destination`` is a local path or a storage path (``ObjectStoragePath``,
-    ``UPath``); it is replaced atomically and never left half-written. ``spool_dir`` holds the temporary spool.
+    One line per request (a :class:`~.merge.ResultRecord`), in input order when ``input_source`` is given (see
+    :func:`~.merge.iter_results`). ``destination`` is a local path or a storage path (``ObjectStoragePath``,
+    ``UPath``); it is replaced atomically and never left half-written.
+
+    Without ``input_source`` the records are written to a temporary file beside ``destination`` as they stream in,
+    and that file is renamed into place: one pass, no spool, no second read. (Only when a custom_id's later sighting
+    beats a record already written is that file copied once more, without the beaten records.) With
+    ``input_source`` they are spooled to a temporary file in ``spool_dir`` (default: the system temp dir; it needs
+    about the size of the result files) and written out in input order.
     """
-    merge = ResultMerge(batches, fetch_lines, input_source=input_source, spool_dir=spool_dir)
-    counts: Counter[ResultStatus] = Counter()
-    with open_atomic(destination) as handle:
-        for status, line in merge.lines():
-            handle.write(line)
-            counts[status] += 1
+    merge = ResultMerge(batches, fetch_lines, input_source=input_source)
+    if input_source is None:
+        counts = _land_in_file_order(merge, destination)
+    else:
+        counts = _land_in_input_order(merge, destination, spool_dir)
     return ResultsManifest(
         batch_ids=merge.batch_ids,
         result_path=describe_destination(destination),
@@ -215,6 +247,34 @@ def land_results(
         timings=_timings(merge.batches, int(time.time())),
         input_file=_describe_input(input_source),
     )
+
+
+def _land_in_file_order(merge: ResultMerge, destination: Any) -> dict[ResultStatus, int]:
+    first = _TempBeside(destination)
+    try:
+        with first.open_write() as handle:
+            merge.collect(handle)
+        if not merge.superseded:
+            first.publish()
+            return merge.status_counts()
+        with first.open_read() as written, open_atomic(destination) as handle:
+            handle.writelines(line for _status, line in merge.in_file_order(written))
+        return merge.status_counts()
+    finally:
+        first.remove()
+
+
+def _land_in_input_order(merge: ResultMerge, destination: Any, spool_dir: str | None) -> dict[ResultStatus, int]:
+    counts: Counter[ResultStatus] = Counter()
+    with tempfile.TemporaryFile(dir=spool_dir) as spool:
+        merge.collect(spool)
+        spool.flush()
+        with open_atomic(destination) as handle:
+            write = handle.write
+            for status, line in merge.in_input_order(spool):
+                write(line)
+                counts[status] += 1
+    return counts
 
 
 def _describe_input(source: Source | None) -> str | None:

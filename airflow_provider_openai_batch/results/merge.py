@@ -6,55 +6,48 @@ Why it works this way:
   responses, the error file everything else (non-2xx responses, ``batch_expired`` and other non-HTTP errors), and an
   expired or cancelled batch leaves partial results in both (reference 1.3, 4.3). Only the ``custom_id`` joins them,
   never the line position.
-- Files can be gigabytes, so nothing holds one whole. Every line is classified once and its record is spooled to a
-  temporary file; memory keeps only the *custom_id index* (``custom_id -> slot``, with each slot's offset, length and
-  outcome in compact arrays). The final order is produced by seeking in the spool.
+- Files can be gigabytes, so nothing holds one whole. Every line is classified once (:mod:`.classify`) and its record
+  written to a *sink* file; memory keeps only the *custom_id index* (``custom_id -> slot``, with each slot's offset,
+  length and outcome in compact arrays).
+- Without an input file the sink can be the destination itself: records land in file order in one pass (see
+  :mod:`.landing`). Only a custom_id whose later sighting is better than the one already written forces a second
+  pass, which copies the slots from that first file. With an input file the sink is a temporary spool and the final
+  order is produced by reading the slots back in input order.
 - The input file, when given, decides the order (one record per input request) and reveals ``missing`` requests: in
   the input but in neither file, e.g. a service that drops the not-run requests of a cancelled batch.
 - A ``custom_id`` met twice (two batches, or a retry batch merged with the original) keeps the better outcome:
   ``succeeded`` > ``failed`` > ``errored`` > ``expired`` = ``cancelled``; on a tie the later line wins, because the
-  later batch of ``batches`` is taken to be the later attempt. Every extra sighting counts as a duplicate.
-
-Records this module makes up carry an ``error`` whose ``code`` is one of: ``invalid_result_line`` (not JSON, or not a
-JSON object), ``missing_custom_id`` (no string ``custom_id``: it matches no request), ``no_outcome`` (neither a
-response with a status code nor an error) and ``missing_result`` (the ``missing`` class).
+  later batch of ``batches`` is taken to be the later attempt. The kept record takes the place of the first sighting.
+  Every extra sighting counts as a duplicate.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from enum import Enum
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict
-from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from airflow_provider_openai_batch.api.exceptions import OpenAIBatchError
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.inputs.sources import Source, describe_source, open_binary
+from airflow_provider_openai_batch.results.classify import (
+    LineClassifier,
+    ResultStatus,
+    loads,
+    make_error,
+    record_line,
+)
+
+__all__ = ["FetchLines", "ResultMerge", "ResultRecord", "ResultStatus", "ResultsInputError", "iter_results", "loads"]
 
 FetchLines = Callable[[str], Iterable[bytes]]
 """Streams the lines of a file id; the hook passes its client's ``iter_file_lines``."""
-
-
-class ResultStatus(str, Enum):
-    """What became of one request; equal to its string (``ResultStatus.SUCCEEDED == "succeeded"``)."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    ERRORED = "errored"
-    MISSING = "missing"
-
-    def __str__(self) -> str:
-        return self.value
-
 
 _STATUSES: tuple[ResultStatus, ...] = tuple(ResultStatus)
 _STATUS_CODE = {status: code for code, status in enumerate(_STATUSES)}
@@ -65,9 +58,6 @@ _RANK = {
     ResultStatus.EXPIRED: 1,
     ResultStatus.CANCELLED: 1,
 }
-_BY_ERROR_CODE = {"batch_expired": ResultStatus.EXPIRED, "batch_cancelled": ResultStatus.CANCELLED}
-
-_encode_ascii = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 # Most writers put custom_id first; then it is read without parsing the (possibly large) request body.
 _LEADING_CUSTOM_ID = re.compile(rb'\s*\{\s*"custom_id"\s*:\s*("(?:[^"\\]|\\.)*")\s*,')
 
@@ -119,115 +109,12 @@ def iter_input_requests(source: Source) -> Iterator[tuple[int, str, bytes]]:
             yield line_no, custom_id, raw
 
 
-def loads(raw: bytes) -> Any:
-    """Parse one JSON line with pydantic-core (several times faster than ``json``, which dominates a merge's time).
-
-    The standard library takes over for what pydantic-core refuses, such as an escaped lone surrogate (half an emoji
-    in a model's output), and gives the error message when both refuse.
-    """
-    try:
-        return from_json(raw)
-    except ValueError:
-        return json.loads(raw)
-
-
 def _input_custom_id(raw: bytes) -> Any:
     leading = _LEADING_CUSTOM_ID.match(raw)
     if leading:
         return loads(leading.group(1))
     obj = loads(raw)
     return obj.get("custom_id") if isinstance(obj, dict) else None
-
-
-def _record_line(
-    custom_id: str | None,
-    status: ResultStatus,
-    batch_id: str | None,
-    *,
-    status_code: int | None = None,
-    request_id: str | None = None,
-    response: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-    usage: dict[str, Any] | None = None,
-) -> bytes:
-    """One landed JSONL line, with the keys in :class:`ResultRecord` order."""
-    record = {
-        "custom_id": custom_id,
-        "status": status.value,
-        "batch_id": batch_id,
-        "status_code": status_code,
-        "request_id": request_id,
-        "response": response,
-        "error": error,
-        "usage": usage,
-    }
-    try:
-        return to_json(record) + b"\n"
-    except PydanticSerializationError:
-        # A lone surrogate (half an emoji, escaped in a model's output) has no UTF-8 form; ASCII escapes keep it.
-        return (_encode_ascii(record) + "\n").encode("ascii")
-
-
-def _error(code: str | None, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}
-
-
-def _as_error(value: dict[str, Any]) -> dict[str, Any]:
-    """The service's error dict with ``code`` and ``message`` guaranteed present (other keys kept)."""
-    return {"code": None, "message": None} | value
-
-
-def _classify_line(raw: bytes, batch_id: str, where: str, line_no: int) -> tuple[str | None, ResultStatus, bytes]:
-    """Classify one output/error-file line: ``(custom_id or None, status, landed record line)``.
-
-    The class comes from the line's content, not from the file it came from, so a 2xx line in the error file
-    still counts as succeeded. ``where`` names the file in made-up error messages (built only when needed).
-    """
-    custom_id, status, fields = _classify(raw, where, line_no)
-    return custom_id, status, _record_line(custom_id, status, batch_id, **fields)
-
-
-def _classify(raw: bytes, where: str, line_no: int) -> tuple[str | None, ResultStatus, dict[str, Any]]:
-    try:
-        obj = loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        message = f"line {line_no} of {where} is not JSON: {exc}"
-        return None, ResultStatus.ERRORED, {"error": _error("invalid_result_line", message)}
-    if not isinstance(obj, dict):
-        message = f"line {line_no} of {where} is not a JSON object"
-        return None, ResultStatus.ERRORED, {"error": _error("invalid_result_line", message)}
-    custom_id = obj.get("custom_id")
-    if not isinstance(custom_id, str):
-        message = f"line {line_no} of {where} has no custom_id, so it matches no request"
-        return None, ResultStatus.ERRORED, {"error": _error("missing_custom_id", message)}
-
-    response, error = obj.get("response"), obj.get("error")
-    status_code = response.get("status_code") if isinstance(response, dict) else None
-    if isinstance(status_code, int) and not isinstance(status_code, bool):
-        body = response.get("body")
-        request_id = response.get("request_id")
-        fields: dict[str, Any] = {
-            "status_code": status_code,
-            "request_id": request_id if isinstance(request_id, str) else None,
-            "response": body if isinstance(body, dict) else None,
-        }
-        body = fields["response"] or {}
-        if 200 <= status_code < 300:
-            usage = body.get("usage")
-            fields["usage"] = usage if isinstance(usage, dict) else None
-            return custom_id, ResultStatus.SUCCEEDED, fields
-        body_error = body.get("error")
-        if isinstance(body_error, dict):
-            fields["error"] = _as_error(body_error)
-        elif isinstance(error, dict):
-            fields["error"] = _as_error(error)
-        else:
-            fields["error"] = _error(None, f"HTTP {status_code} without an error body")
-        return custom_id, ResultStatus.FAILED, fields
-    if isinstance(error, dict):
-        return custom_id, _BY_ERROR_CODE.get(error.get("code"), ResultStatus.ERRORED), {"error": _as_error(error)}
-    message = f"line {line_no} of {where} has neither a response with a status_code nor an error"
-    return custom_id, ResultStatus.ERRORED, {"error": _error("no_outcome", message)}
 
 
 def _unique_batches(batches: Batch | Sequence[Batch]) -> list[Batch]:
@@ -246,12 +133,14 @@ def _unique_batches(batches: Batch | Sequence[Batch]) -> list[Batch]:
 
 
 class ResultMerge:
-    """One merge run over the result files of ``batches``: iterate :meth:`lines` once.
+    """One merge run over the result files of ``batches``.
 
+    Use it once, in one of two ways: iterate :meth:`lines`, or :meth:`collect` the records into a file and then
+    read them back in order with :meth:`in_file_order` / :meth:`in_input_order` (what :mod:`.landing` does).
     ``duplicates`` (extra sightings of a custom_id) and ``unmatched`` (records matching no input request, emitted
-    after the input-ordered ones; 0 without an input file) are final once :meth:`lines` is exhausted.
-    ``spool_dir`` is where the temporary spool goes (default: the system temp dir); it needs about the size of the
-    result files.
+    after the input-ordered ones; 0 without an input file) are final once the records were read in order.
+    ``spool_dir`` is where :meth:`lines` puts its temporary spool (default: the system temp dir); it needs about the
+    size of the result files.
     """
 
     def __init__(
@@ -266,6 +155,8 @@ class ResultMerge:
         self.input_source = input_source
         self.duplicates = 0
         self.unmatched = 0
+        self.superseded = 0
+        """Slots whose record in the sink was replaced by a later, better one (its old bytes stay unreferenced)."""
         self._fetch_lines = fetch_lines
         self._spool_dir = spool_dir
         self._index: dict[str, int] = {}
@@ -286,69 +177,109 @@ class ResultMerge:
         arrays = sys.getsizeof(self._offsets) + sys.getsizeof(self._lengths) + sys.getsizeof(self._statuses)
         return sys.getsizeof(self._index) + entries + arrays
 
+    def status_counts(self) -> dict[ResultStatus, int]:
+        """Records per class among the collected slots (``missing`` ones come only from :meth:`in_input_order`)."""
+        statuses = bytes(self._statuses)
+        return {status: statuses.count(code) for status, code in _STATUS_CODE.items() if code in statuses}
+
     def lines(self) -> Iterator[tuple[ResultStatus, bytes]]:
         """Yield ``(status, record line)`` in input order when an input file is given, else in file order."""
+        with tempfile.TemporaryFile(dir=self._spool_dir) as spool:
+            self.collect(spool)
+            spool.flush()
+            if self.input_source is None:
+                yield from self.in_file_order(spool)
+            else:
+                yield from self.in_input_order(spool)
+
+    def collect(self, sink: IO[bytes]) -> None:
+        """Stream every result file, classify each line and write its record to ``sink``, indexing it by custom_id.
+
+        Written in file order: each batch's output file, then its error file. A line whose custom_id was seen
+        before is written only when it wins (see the module docstring), and then counts in :attr:`superseded`.
+        """
         if self._started:
             raise RuntimeError("A ResultMerge can be iterated only once")
         self._started = True
-        with tempfile.TemporaryFile(dir=self._spool_dir) as spool:
-            for batch in self.batches:
-                for kind, file_id in (("output", batch.output_file_id), ("error", batch.error_file_id)):
-                    if file_id:
-                        self._spool_file(spool, batch.id, kind, file_id)
-            spool.flush()
-            if self.input_source is None:
-                for slot in range(len(self._offsets)):
-                    yield self._read(spool, slot)
-            else:
-                yield from self._in_input_order(spool)
+        for batch in self.batches:
+            for kind, file_id in (("output", batch.output_file_id), ("error", batch.error_file_id)):
+                if file_id:
+                    classify = LineClassifier(batch.id, f"{kind} file {file_id} (batch {batch.id})")
+                    self._collect_file(sink, classify, file_id)
 
-    def _spool_file(self, spool: IO[bytes], batch_id: str, kind: str, file_id: str) -> None:
-        where = f"{kind} file {file_id} (batch {batch_id})"
+    def _collect_file(self, sink: IO[bytes], classify: LineClassifier, file_id: str) -> None:
+        write = sink.write
+        index = self._index
+        offsets, lengths, statuses = self._offsets, self._lengths, self._statuses
+        status_code = _STATUS_CODE
         for line_no, raw in enumerate(self._fetch_lines(file_id), 1):
-            if raw and not raw.isspace():  # (no strip(): it would copy every line)
-                self._add(spool, *_classify_line(raw, batch_id, where, line_no))
-
-    def _add(self, spool: IO[bytes], custom_id: str | None, status: ResultStatus, line: bytes) -> None:
-        slot = self._index.get(custom_id) if custom_id is not None else None
-        if slot is None:
+            if not raw or raw.isspace():  # (no strip(): it would copy every line)
+                continue
+            custom_id, status, line = classify(raw, line_no)
             if custom_id is not None:
-                self._index[custom_id] = len(self._offsets)
-            self._offsets.append(self._end)
-            self._lengths.append(len(line))
-            self._statuses.append(_STATUS_CODE[status])
-        else:
-            self.duplicates += 1
-            if _RANK[status] < _RANK[_STATUSES[self._statuses[slot]]]:
-                return
-            # The better outcome takes over the slot (and so the first sighting's place in file order);
-            # the old bytes stay in the spool unreferenced.
-            self._offsets[slot] = self._end
-            self._lengths[slot] = len(line)
-            self._statuses[slot] = _STATUS_CODE[status]
-        spool.write(line)
+                slot = index.setdefault(custom_id, len(offsets))
+                if slot != len(offsets):
+                    self._replace(write, slot, status, line)
+                    continue
+            offsets.append(self._end)
+            lengths.append(len(line))
+            statuses.append(status_code[status])
+            write(line)
+            self._end += len(line)
+
+    def _replace(self, write: Callable[[bytes], Any], slot: int, status: ResultStatus, line: bytes) -> None:
+        self.duplicates += 1
+        if _RANK[status] < _RANK[_STATUSES[self._statuses[slot]]]:
+            return
+        self.superseded += 1
+        self._offsets[slot] = self._end
+        self._lengths[slot] = len(line)
+        self._statuses[slot] = _STATUS_CODE[status]
+        write(line)
         self._end += len(line)
 
-    def _read(self, spool: IO[bytes], slot: int) -> tuple[ResultStatus, bytes]:
-        spool.seek(self._offsets[slot])
-        return _STATUSES[self._statuses[slot]], spool.read(self._lengths[slot])
+    def in_file_order(self, sink: IO[bytes]) -> Iterator[tuple[ResultStatus, bytes]]:
+        """The collected records read back from ``sink``, one per slot, in the order custom_ids were first seen."""
+        read = _reader(sink)
+        for slot in range(len(self._offsets)):
+            yield _STATUSES[self._statuses[slot]], read(self._offsets[slot], self._lengths[slot])
 
-    def _in_input_order(self, spool: IO[bytes]) -> Iterator[tuple[ResultStatus, bytes]]:
+    def in_input_order(self, sink: IO[bytes]) -> Iterator[tuple[ResultStatus, bytes]]:
+        """One record per input request in input order (``missing`` made up), then the records matching none."""
+        if self.input_source is None:
+            raise ValueError("in_input_order needs the merge's input_source")
+        read = _reader(sink)
         emitted = bytearray(len(self._offsets))
         batch_id = self.batches[0].id if len(self.batches) == 1 else None
         where = f"batch {batch_id}" if batch_id else f"any of the {len(self.batches)} batches"
         for line_no, custom_id, _raw in iter_input_requests(self.input_source):
             slot = self._index.get(custom_id)
             if slot is None:
-                error = _error("missing_result", f"input line {line_no} is in neither result file of {where}")
-                yield ResultStatus.MISSING, _record_line(custom_id, ResultStatus.MISSING, batch_id, error=error)
+                error = make_error("missing_result", f"input line {line_no} is in neither result file of {where}")
+                yield ResultStatus.MISSING, record_line(custom_id, ResultStatus.MISSING, batch_id, error=error)
             else:
                 emitted[slot] = 1
-                yield self._read(spool, slot)
+                yield _STATUSES[self._statuses[slot]], read(self._offsets[slot], self._lengths[slot])
         for slot, done in enumerate(emitted):
             if not done:
                 self.unmatched += 1
-                yield self._read(spool, slot)
+                yield _STATUSES[self._statuses[slot]], read(self._offsets[slot], self._lengths[slot])
+
+
+def _reader(sink: IO[bytes]) -> Callable[[int, int], bytes]:
+    """``read(offset, length)`` on a file written and flushed: one ``pread`` call for a local file."""
+    try:
+        fd = sink.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is not None and hasattr(os, "pread"):
+        return lambda offset, length: os.pread(fd, length, offset)
+
+    def read(offset: int, length: int) -> bytes:
+        sink.seek(offset)
+        return sink.read(length)
+
+    return read
 
 
 def iter_results(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from upath import UPath
 
 from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.results.classify import LineClassifier, loads
 from airflow_provider_openai_batch.results.landing import ResultsManifest, land_results, open_atomic
 from airflow_provider_openai_batch.results.merge import (
     ResultMerge,
@@ -483,3 +485,102 @@ def test_a_uri_string_destination_is_refused_instead_of_becoming_a_folder(tmp_pa
     with pytest.raises(ValueError, match="ObjectStoragePath"):
         land_results([make_batch("b1", out="o")], Files({"o": [ok("a")]}), "s3://bucket/results.jsonl")
     assert list(tmp_path.iterdir()) == []
+
+
+# One pass without input order, and the fast path of the classifier -------------------------------------------------
+
+
+def _duplicate_files() -> Files:
+    return Files(
+        {
+            "o1": [ok("keep-first"), ok("plain")],
+            "e1": [line_error("retried", "batch_expired"), http_fail("tie", 500, "first")],
+            "o2": [ok("retried")],
+            "e2": [line_error("keep-first", "batch_expired"), http_fail("tie", 503, "second")],
+        }
+    )
+
+
+def _duplicate_batches() -> list[Batch]:
+    return [make_batch("b1", "expired", out="o1", err="e1"), make_batch("b2", out="o2", err="e2")]
+
+
+def test_landing_in_file_order_writes_the_destination_in_one_pass(tmp_path, monkeypatch):
+    files = Files({"o": [ok("b"), ok("a")], "e": [line_error("c", "batch_expired")]})
+    monkeypatch.setattr(tempfile, "TemporaryFile", None)  # no spool: the records go straight to the destination
+    manifest = land_results(make_batch("b1", "expired", out="o", err="e"), files, tmp_path / "results.jsonl")
+
+    lines = (tmp_path / "results.jsonl").read_bytes().splitlines()
+    assert [ResultRecord.model_validate_json(line).custom_id for line in lines] == ["b", "a", "c"]
+    assert manifest.counts.succeeded == 2 and manifest.counts.expired == 1 and manifest.counts.total == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+@pytest.mark.parametrize("where", ["local", "storage"])
+def test_a_later_better_sighting_is_landed_at_the_first_place_without_the_beaten_record(tmp_path, where):
+    destination = tmp_path / "results.jsonl" if where == "local" else UPath(f"memory://dups-{tmp_path.name}/r.jsonl")
+    manifest = land_results(_duplicate_batches(), _duplicate_files(), destination)
+
+    records = [ResultRecord.model_validate_json(line) for line in destination.read_bytes().splitlines()]
+    merged = ResultMerge(_duplicate_batches(), _duplicate_files())
+    assert records == [ResultRecord.model_validate_json(line) for _status, line in merged.lines()]
+    assert [(r.custom_id, r.status, r.batch_id) for r in records] == [
+        ("keep-first", "succeeded", "b1"),
+        ("plain", "succeeded", "b1"),
+        ("retried", "succeeded", "b2"),
+        ("tie", "failed", "b2"),
+    ]
+    assert manifest.duplicates == 3 and manifest.counts.succeeded == 3 and manifest.counts.total == 4
+    assert [p.name for p in destination.parent.iterdir()] == [destination.name]  # the first pass's file is gone
+
+
+def _general_record(raw: bytes) -> ResultRecord:
+    """What the general path alone makes of a line (the fast path must agree with it)."""
+    classify = LineClassifier("b1", "output file o (batch b1)")
+    _cid, _status, line = classify._general(raw, 1)
+    return ResultRecord.model_validate(loads(line))
+
+
+ODD_SUCCESSES = {
+    "non-ASCII text": ok("r-1", text="Grüße, 世界 \u2028"),
+    "usage not an object": dumps({"custom_id": "r", "response": {"status_code": 200, "body": {"usage": [1]}}}),
+    "no body": dumps({"custom_id": "r", "response": {"status_code": 201}}),
+    "body not an object": dumps({"custom_id": "r", "response": {"status_code": 200, "body": "text"}}),
+    "status code true": dumps({"custom_id": "r", "response": {"status_code": True, "body": {}}, "error": None}),
+    "status code a float": dumps({"custom_id": "r", "response": {"status_code": 200.0, "body": {}}}),
+    "request_id a number": dumps({"custom_id": "r", "response": {"status_code": 200, "request_id": 7, "body": {}}}),
+    "custom_id repeated": b'{"custom_id": 1, "custom_id": "r", "response": {"status_code": 200, "body": {"a": 1}}}',
+    "spaces kept in the body": b'{"custom_id":"r","response":{"status_code":200,"body":{ "a" : [1, 2] }}}',
+    "invalid UTF-8 in the body": b'{"custom_id":"r","response":{"status_code":200,"body":{"t":"\xff"}}}',
+    "lone surrogate": b'{"custom_id":"r","response":{"status_code":200,"body":{"t":"\\ud83d"}}}',
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_SUCCESSES))
+def test_the_fast_path_and_the_general_path_agree(name):
+    raw = ODD_SUCCESSES[name]
+    custom_id, status, line = LineClassifier("b1", "output file o (batch b1)")(raw, 1)
+    record = ResultRecord.model_validate(loads(line))  # (pydantic's own parser refuses a lone surrogate)
+
+    assert record == _general_record(raw)
+    assert (custom_id, status) == (record.custom_id, record.status)
+    assert json.loads(line) == record.model_dump(mode="json")  # plain JSON, one line
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+
+
+def test_a_success_keeps_the_body_and_usage_as_sent():
+    raw = ok("r-1", text="fine", tokens=7)
+    _cid, status, line = LineClassifier("b1", "output file o (batch b1)")(raw, 1)
+
+    assert status == "succeeded"
+    assert b'"object": "chat.completion"' in line  # the body's own bytes, spliced in rather than re-encoded
+    assert json.loads(line) == {
+        "custom_id": "r-1",
+        "status": "succeeded",
+        "batch_id": "b1",
+        "status_code": 200,
+        "request_id": "req_r-1",
+        "response": json.loads(raw)["response"]["body"],
+        "error": None,
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+    }
