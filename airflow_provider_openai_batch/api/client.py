@@ -59,15 +59,32 @@ def _model(model: type[M], response: httpx.Response) -> M:
 
 
 def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield complete lines (without the newline) from a stream of byte chunks."""
-    pending = b""
+    """Yield complete lines (without the newline) from a stream of byte chunks.
+
+    Each line is sliced once out of the chunk holding it (only a line spanning chunks is joined): a results file
+    is gigabytes, and re-concatenating every chunk with the previous tail would copy it all once more.
+    """
+    tail: list[bytes] = []
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r")
-    if pending:
-        yield pending.rstrip(b"\r")
+        start = 0
+        end = chunk.find(b"\n")
+        if end < 0:
+            tail.append(chunk)
+            continue
+        if tail:
+            tail.append(chunk[:end])
+            yield b"".join(tail).rstrip(b"\r")
+            tail.clear()
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        while end >= 0:
+            yield chunk[start:end].rstrip(b"\r")
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        if start < len(chunk):
+            tail.append(chunk[start:])
+    if tail:
+        yield b"".join(tail).rstrip(b"\r")
 
 
 def _batch_body(
