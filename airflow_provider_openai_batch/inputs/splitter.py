@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import re
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
@@ -31,6 +32,7 @@ from airflow_provider_openai_batch.inputs.batchfile import (
     iter_lines,
 )
 from airflow_provider_openai_batch.inputs.builder import StagedFile, local_path
+from airflow_provider_openai_batch.inputs.scanner import is_blank
 from airflow_provider_openai_batch.inputs.sources import (
     Source,
     describe_source,
@@ -131,7 +133,12 @@ class _ShardPlanner:
 
 
 def plan_shards(
-    source: Source, endpoint: str, *, limits: BatchLimits | None = None, max_tokens_per_shard: int | None = None
+    source: Source,
+    endpoint: str,
+    *,
+    limits: BatchLimits | None = None,
+    max_tokens_per_shard: int | None = None,
+    skip_blank_lines: bool = False,
 ) -> ShardPlan:
     """Check every line of ``source`` and plan shards that each satisfy ``limits`` and the token budget.
 
@@ -143,12 +150,13 @@ def plan_shards(
     limits = limits or BatchLimits()
     _check_token_budget(max_tokens_per_shard)
     log = ProblemLog()
-    scanner = BatchFileScanner(endpoint, log)
+    scanner = BatchFileScanner(endpoint, log, skip_blank_lines=skip_blank_lines)
     planner = _ShardPlanner(limits, max_tokens_per_shard, log)
-    with open_binary(source) as handle, closing(iter_lines(handle, scanner.hasher)) as lines:
+    with open_binary(source) as handle, closing(iter_lines(handle, scanner.stream_hasher)) as lines:
         for raw in lines:
             facts = scanner.feed(raw)
-            planner.add(scanner.lines, len(raw), facts)
+            skipped = facts is None and skip_blank_lines and is_blank(raw)
+            planner.add(scanner.lines, 0 if skipped else len(raw), facts)
     log.raise_if_any(describe_source(source), scanner.empty_file_problems())
     return ShardPlan(planner.finish(scanner.lines), scanner.lines, scanner.summary())
 
@@ -163,6 +171,7 @@ def split_batch_file(
     max_embedding_inputs: int = 50_000,
     max_tokens_per_shard: int | None = None,
     prefix: str | None = None,
+    skip_blank_lines: bool = False,
 ) -> list[str]:
     """Split a batch input into shards ``{prefix}-00000.jsonl``, ... that each fit one batch; return their locations.
 
@@ -188,32 +197,42 @@ def split_batch_file(
     Returns local absolute paths for a local folder, ``str(path)`` URIs for a storage path, so
     the list can go through XCom into ``OpenAIBatchOperator.partial(...).expand(input_file=...)``.
     ``source`` may be a path, a storage path or a seekable binary stream (it is read twice).
+
+    A blank line before a request is a problem, as for :func:`validate_batch_file`; with
+    ``skip_blank_lines=True`` the shards are written without blank lines instead (and so no
+    longer concatenate to the input exactly).
     """
     limits = BatchLimits(max_requests, max_bytes, max_embedding_inputs)
     prefix = _shard_prefix(prefix, source)
     folder = local_path(destination)
     _refuse_overwriting_source(source, folder, prefix)
     start = _rewind_point(source)
-    plan = plan_shards(source, endpoint, limits=limits, max_tokens_per_shard=max_tokens_per_shard)
+    plan = plan_shards(
+        source, endpoint, limits=limits, max_tokens_per_shard=max_tokens_per_shard, skip_blank_lines=skip_blank_lines
+    )
     _make_folder(destination, folder)
     targets = [_child(destination, _shard_name(prefix, shard.index)) for shard in plan.shards]
     if start is not None:
         source.seek(start)
-    _copy_shards(source, plan, [StagedFile(target) for target in targets])
+    _copy_shards(source, plan, [StagedFile(target) for target in targets], skip_blank_lines)
     _remove_leftovers(destination, prefix, len(targets))
     return [target if isinstance(target, str) else str(target) for target in targets]
 
 
-def _copy_shards(source: Source, plan: ShardPlan, staged: list[StagedFile]) -> None:
+def _copy_shards(source: Source, plan: ShardPlan, staged: list[StagedFile], skip_blank_lines: bool) -> None:
     """Copy the planned line ranges into the staged files; publish them only if the source was unchanged."""
     hasher = hashlib.sha256()
     opened: list[StagedFile] = []
     try:
-        with open_binary(source) as handle, closing(iter_lines(handle, hasher)) as lines:
+        stream_hasher = _Unhashed() if skip_blank_lines else hasher
+        with open_binary(source) as handle, closing(iter_lines(handle, stream_hasher)) as lines:
             for shard, stage in zip(plan.shards, staged, strict=True):
                 opened.append(stage)
                 with stage.open() as out:
-                    out.writelines(islice(lines, shard.last_line - shard.first_line + 1))
+                    shard_lines = islice(lines, shard.last_line - shard.first_line + 1)
+                    if skip_blank_lines:  # the plan's fingerprint covers the lines kept
+                        shard_lines = _hashed_requests(shard_lines, hasher)
+                    out.writelines(shard_lines)
             extra_lines = sum(1 for _ in lines)
         if extra_lines or hasher.hexdigest() != plan.summary.fingerprint:
             problem = LineProblem(None, None, "the file changed while it was being split; no shard was published")
@@ -224,6 +243,19 @@ def _copy_shards(source: Source, plan: ShardPlan, staged: list[StagedFile]) -> N
         for stage in opened:
             stage.discard()
         raise
+
+
+class _Unhashed:
+    def update(self, data: bytes) -> None:
+        pass
+
+
+def _hashed_requests(lines: Iterator[bytes], hasher: Any) -> Iterator[bytes]:
+    """The lines that are not blank, each hashed on the way."""
+    for line in lines:
+        if not is_blank(line):
+            hasher.update(line)
+            yield line
 
 
 def _check_token_budget(max_tokens: int | None) -> None:

@@ -18,6 +18,7 @@ from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.exceptions import BatchParameterError
 from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
 from airflow_provider_openai_batch.inputs.sources import describe_source
+from airflow_provider_openai_batch.inputs.without_blank_lines import WithoutBlankLines
 
 FILE_ID_PREFIX = "file-"
 
@@ -46,17 +47,23 @@ def resolve_location(value: Any) -> Any:
     return source
 
 
-def input_fingerprint(source: Any, file_id: str | None, endpoint: str, log: Any) -> str:
-    """Validate a local/storage input (raises before anything is uploaded) and return its fingerprint.
+def checked_input(
+    source: Any, file_id: str | None, endpoint: str, log: Any, skip_blank_lines: bool = False
+) -> tuple[str, Any]:
+    """Validate a local/storage input (raises before anything is uploaded); return its fingerprint and what to upload.
 
     An uploaded ``file-...`` id is not validated (it is already on the server); its id is the fingerprint.
+    With ``skip_blank_lines`` a file with blank lines is uploaded as a streamed copy without them, and the
+    fingerprint is that copy's.
     """
     if file_id is not None:
         log.info("Using uploaded file %s (not validated locally: it is already on the server)", file_id)
-        return hashlib.sha256(f"file:{file_id}".encode()).hexdigest()
-    summary = validate_batch_file(source, endpoint)
+        return hashlib.sha256(f"file:{file_id}".encode()).hexdigest(), source
+    summary = validate_batch_file(source, endpoint, skip_blank_lines=skip_blank_lines)
     log.info("Validated %s: %s", describe_source(source), _summary_text(summary))
-    return summary.fingerprint
+    if summary.blank_lines_skipped:
+        source = WithoutBlankLines(source, summary.bytes)
+    return summary.fingerprint, source
 
 
 def _summary_text(summary: BatchFileSummary) -> str:
@@ -65,6 +72,8 @@ def _summary_text(summary: BatchFileSummary) -> str:
         parts.append(f"model {summary.model}")
     if summary.embedding_inputs:
         parts.append(f"{summary.embedding_inputs:,} embedding inputs")
+    if summary.blank_lines_skipped:
+        parts.append(f"{summary.blank_lines_skipped:,} blank lines left out of the upload")
     parts.append(f"fingerprint {summary.fingerprint[:12]}")
     return ", ".join(parts)
 

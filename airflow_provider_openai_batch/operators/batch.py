@@ -25,7 +25,7 @@ from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.inputs.sources import describe_source
 from airflow_provider_openai_batch.links import OpenAIBatchLink
 from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, deferral_timeout, finish, push_link
-from airflow_provider_openai_batch.operators._inputs import created_after, input_fingerprint, resolve_input
+from airflow_provider_openai_batch.operators._inputs import checked_input, created_after, resolve_input
 from airflow_provider_openai_batch.submitting.resubmit import TokenLimitPolicy
 from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key
 from airflow_provider_openai_batch.triggers.batch import OpenAIBatchResubmitTrigger, OpenAIBatchTrigger
@@ -58,6 +58,8 @@ class OpenAIBatchOperator(BaseOperator):
     :param token_limit_retry_delay: first delay before resubmitting; it doubles, capped at an hour.
     :param token_limit_max_wait: the most time spent waiting to resubmit, in total.
     :param max_outage: seconds of unreachable API the wait tolerates before failing.
+    :param skip_blank_lines: upload a copy of ``input_file`` without its blank lines (streamed, never
+        held) instead of refusing a file with a blank line before a request.
     """
 
     template_fields: Sequence[str] = ("input_file", "endpoint", "metadata", "conn_id")
@@ -88,6 +90,7 @@ class OpenAIBatchOperator(BaseOperator):
         token_limit_max_wait: float = defaults.TOKEN_LIMIT_MAX_WAIT,
         max_outage: float = defaults.MAX_OUTAGE,
         allow_any_completion_window: bool = False,
+        skip_blank_lines: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +113,7 @@ class OpenAIBatchOperator(BaseOperator):
         self.token_limit_max_wait = token_limit_max_wait
         self.max_outage = max_outage
         self.allow_any_completion_window = allow_any_completion_window
+        self.skip_blank_lines = skip_blank_lines
         self.batch_id: str | None = None
 
     @cached_property
@@ -134,7 +138,7 @@ class OpenAIBatchOperator(BaseOperator):
             reserved_metadata_pairs=RESERVED_METADATA_PAIRS,
         )
         source, file_id = resolve_input(self.input_file)
-        fingerprint = input_fingerprint(source, file_id, self.endpoint, self.log)
+        fingerprint, source = checked_input(source, file_id, self.endpoint, self.log, self.skip_blank_lines)
         ti = context["ti"]
         state = ResumeState(
             key=idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1)),

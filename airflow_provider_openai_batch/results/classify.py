@@ -67,7 +67,7 @@ class _BodyUsage(msgspec.Struct):
 
 _decode_success = msgspec.json.Decoder(_SuccessShape).decode
 _decode_usage = msgspec.json.Decoder(_BodyUsage).decode
-_NOT_THIS_SHAPE = (msgspec.DecodeError, msgspec.ValidationError)
+_NOT_THIS_SHAPE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def loads(raw: bytes | str) -> Any:
@@ -78,7 +78,7 @@ def loads(raw: bytes | str) -> Any:
     """
     try:
         return _decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return json.loads(raw)
 
 

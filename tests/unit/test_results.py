@@ -551,6 +551,7 @@ ODD_SUCCESSES = {
     "request_id a number": dumps({"custom_id": "r", "response": {"status_code": 200, "request_id": 7, "body": {}}}),
     "custom_id repeated": b'{"custom_id": 1, "custom_id": "r", "response": {"status_code": 200, "body": {"a": 1}}}',
     "spaces kept in the body": b'{"custom_id":"r","response":{"status_code":200,"body":{ "a" : [1, 2] }}}',
+    "invalid UTF-8 in the custom_id": b'{"custom_id":"r\xff","response":{"status_code":200,"body":{}}}',
     "invalid UTF-8 in the body": b'{"custom_id":"r","response":{"status_code":200,"body":{"t":"\xff"}}}',
     "lone surrogate": b'{"custom_id":"r","response":{"status_code":200,"body":{"t":"\\ud83d"}}}',
 }

@@ -157,12 +157,35 @@ def test_bad_lines_are_reported_before_anything_is_written(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_blank_lines_are_kept_so_shards_still_concatenate_to_the_input(tmp_path):
-    data = b"\n" + (CHAT_LINE % 1).encode() + b"\n\n" + (CHAT_LINE % 2).encode() + b"  \n" + (CHAT_LINE % 3).encode()
-    (tmp_path / "in.jsonl").write_bytes(data.rstrip(b"\n"))
+def test_blank_lines_between_requests_are_refused_by_default(tmp_path):
+    data = b"\n" + (CHAT_LINE % 1).encode() + b"\n  \n" + (CHAT_LINE % 2).encode() + (CHAT_LINE % 3).encode() + b"\n"
+    (tmp_path / "in.jsonl").write_bytes(data)
+    with pytest.raises(BatchFileValidationError) as caught:
+        split_batch_file(tmp_path / "in.jsonl", tmp_path / "out", CHAT, max_requests=1)
+    assert [(p.line, p.field) for p in caught.value.problems] == [(1, None), (3, None), (4, None)]
+    assert all("blank line" in p.message for p in caught.value.problems)
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_skip_blank_lines_the_shards_hold_the_requests_without_the_blank_lines(tmp_path):
+    requests = [(CHAT_LINE % i).encode() for i in range(1, 4)]
+    data = b"\n" + requests[0] + b"\n\r\n" + requests[1] + b"  \n" + requests[2] + b"\n\n"
+    (tmp_path / "in.jsonl").write_bytes(data)
+    shards = split_batch_file(tmp_path / "in.jsonl", tmp_path / "out", CHAT, max_requests=2, skip_blank_lines=True)
+
+    assert read_all(shards) == b"".join(requests)
+    assert [validate_batch_file(shard, CHAT).requests for shard in shards] == [2, 1]
+    plan = plan_shards(tmp_path / "in.jsonl", CHAT, limits=BatchLimits(max_requests=2), skip_blank_lines=True)
+    assert plan.summary.fingerprint == validate_batch_file(io.BytesIO(b"".join(requests)), CHAT).fingerprint
+    assert [shard.bytes for shard in plan.shards] == [len(requests[0] + requests[1]), len(requests[2])]
+
+
+def test_trailing_blank_lines_stay_in_the_last_shard_so_shards_concatenate_to_the_input(tmp_path):
+    data = (CHAT_LINE % 1).encode() + (CHAT_LINE % 2).encode() + b"\n   \n"
+    (tmp_path / "in.jsonl").write_bytes(data)
     shards = split_batch_file(tmp_path / "in.jsonl", tmp_path / "out", CHAT, max_requests=1)
-    assert [validate_batch_file(shard, CHAT).requests for shard in shards] == [1, 1, 1]
-    assert read_all(shards) == data.rstrip(b"\n")
+    assert [validate_batch_file(shard, CHAT).requests for shard in shards] == [1, 1]
+    assert read_all(shards) == data
 
 
 def test_storage_destination(tmp_path):
