@@ -153,7 +153,9 @@ def _client(url: str):
 def upload(url: str, directory: str) -> dict[str, str]:
     """Store the two result files on the server; ``purpose="user_data"`` keeps them out of batch validation."""
     with _client(url) as client:
-        return {name: client.upload_file(os.path.join(directory, name), purpose="user_data").id for name in (OUTPUT, ERRORS)}
+        return {
+            name: client.upload_file(os.path.join(directory, name), purpose="user_data").id for name in (OUTPUT, ERRORS)
+        }
 
 
 # In the fresh subprocess ----------------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def median_of(kinds: tuple[str, ...], path: str, repeat: int) -> dict[str, dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=200, help="approximate file size in MB (10^6 bytes)")
+    parser.add_argument("--mb", type=int, default=209, help="approximate file size in MB (10^6 bytes)")
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs per kind (median time)")
     parser.add_argument("--quick", action="store_true", help="a 20 MB file, 3 runs per kind (a smoke run)")

@@ -69,8 +69,9 @@ class ShardPlan:
 class _ShardPlanner:
     """Cuts the stream of lines greedily: a shard takes requests until the next one would break a limit.
 
-    Whitespace-only lines stay in the shard of the request before them (and count towards its
-    bytes), so the shards concatenate back to the input byte for byte.
+    Whitespace-only lines (only trailing ones pass validation, unless blank lines are skipped)
+    stay in the shard of the request before them and count towards its bytes, so the shards
+    concatenate back to the input byte for byte; skipped blank lines count nothing.
     """
 
     def __init__(self, limits: BatchLimits, max_tokens: int | None, log: ProblemLog) -> None:

@@ -29,6 +29,8 @@ class OpenAIBatchSplitOperator(BaseOperator):
     :param max_embedding_inputs: embedding inputs per shard (API limit 50,000).
     :param max_tokens_per_shard: optional estimated-token budget per shard, to stay under the
         organisation's enqueued-token limit.
+    :param skip_blank_lines: write the shards without the source's blank lines instead of refusing
+        a source with a blank line before a request.
     """
 
     template_fields: Sequence[str] = ("source", "destination", "endpoint", "max_requests", "max_tokens_per_shard")
@@ -45,6 +47,7 @@ class OpenAIBatchSplitOperator(BaseOperator):
         max_bytes: int = 209_715_200,
         max_embedding_inputs: int = 50_000,
         max_tokens_per_shard: int | str | None = None,
+        skip_blank_lines: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +58,7 @@ class OpenAIBatchSplitOperator(BaseOperator):
         self.max_bytes = max_bytes
         self.max_embedding_inputs = max_embedding_inputs
         self.max_tokens_per_shard = max_tokens_per_shard
+        self.skip_blank_lines = skip_blank_lines
 
     def execute(self, context: Any) -> list[str]:
         shards = split_batch_file(
@@ -65,6 +69,7 @@ class OpenAIBatchSplitOperator(BaseOperator):
             max_bytes=int(self.max_bytes),
             max_embedding_inputs=int(self.max_embedding_inputs),
             max_tokens_per_shard=int(self.max_tokens_per_shard) if self.max_tokens_per_shard else None,
+            skip_blank_lines=self.skip_blank_lines,
         )
         self.log.info("Split %s into %d shard(s) under %s", self.source, len(shards), self.destination)
         return shards
