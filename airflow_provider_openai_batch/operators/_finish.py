@@ -9,9 +9,10 @@ batch when the task owns it, then pass or fail on the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
@@ -19,7 +20,9 @@ from airflow_provider_openai_batch.api.statuses import BATCH_OUTCOMES
 from airflow_provider_openai_batch.compat import AirflowFailException, conf
 from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, batch_record, dashboard_url
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
+from airflow_provider_openai_batch.triggers.batch import OpenAIBatchTrigger
 from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
+from airflow_provider_openai_batch.waiting.waiter import Step, Waiter
 
 DEFAULT_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=True)
 """Airflow's ``[operators] default_deferrable`` when the operator and sensor classes are imported."""
@@ -38,6 +41,32 @@ def deferral_timeout(end_time: float | None, now: float, poll_interval: float) -
     if end_time is None:
         return None
     return timedelta(seconds=max(0.0, end_time - now) + poll_interval + defaults.DEFERRAL_MARGIN)
+
+
+def say(task: Any, step: Step) -> Step:
+    """Log what the Waiter said (progress, transient errors) in the task's log."""
+    for level, line in step.lines:
+        task.log.log(level, line)
+    return step
+
+
+def defer_wait(
+    task: Any, waiter: Waiter, conn_id: str, *, cancel_on_kill: bool, carry: dict[str, Any] | None = None
+) -> NoReturn:
+    """Hand the wait to the triggerer: the same Waiter settings, rebuilt there by the trigger."""
+    task.log.info("Deferring: the triggerer polls batch %s every %ss", waiter.batch_id, waiter.poll_interval)
+    trigger = OpenAIBatchTrigger(
+        waiter.batch_id,
+        conn_id,
+        waiter.poll_interval,
+        waiter.end_time,
+        cancel_on_kill=cancel_on_kill,
+        max_outage=waiter.max_outage,
+        carry=carry,
+    )
+    timeout = deferral_timeout(waiter.end_time, time.time(), waiter.poll_interval)
+    task.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+    raise AssertionError("defer() returned")  # pragma: no cover - Airflow's defer always raises
 
 
 def finish(

@@ -24,11 +24,11 @@ from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.inputs.sources import describe_source
 from airflow_provider_openai_batch.links import OpenAIBatchLink
-from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, deferral_timeout, finish, push_link
+from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, defer_wait, finish, push_link, say
 from airflow_provider_openai_batch.operators._inputs import checked_input, created_after, resolve_input
 from airflow_provider_openai_batch.submitting.resubmit import TokenLimitPolicy
 from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key
-from airflow_provider_openai_batch.triggers.batch import OpenAIBatchResubmitTrigger, OpenAIBatchTrigger
+from airflow_provider_openai_batch.triggers.batch import OpenAIBatchResubmitTrigger
 from airflow_provider_openai_batch.waiting.outcome import ResumeState, WaitOutcome
 from airflow_provider_openai_batch.waiting.waiter import Waiter
 
@@ -181,32 +181,14 @@ class OpenAIBatchOperator(BaseOperator):
 
     # Wait
 
-    def _waiter(self, batch_id: str, state: ResumeState) -> Waiter:
-        return Waiter(batch_id, poll_interval=self.poll_interval, end_time=state.end_time, max_outage=self.max_outage)
-
     def _wait(self, context: Any, batch: Batch, state: ResumeState) -> str:
-        waiter = self._waiter(batch.id, state)
-        step = waiter.on_batch(batch, time.time())
-        for level, line in step.lines:
-            self.log.log(level, line)
-        if step.outcome is not None:
-            return self._finish(context, step.outcome.with_resume(state))
-        if self.deferrable:
-            self.log.info("Deferring: the triggerer polls batch %s every %ss", batch.id, self.poll_interval)
-            self.defer(
-                trigger=OpenAIBatchTrigger(
-                    batch.id,
-                    self.conn_id,
-                    self.poll_interval,
-                    state.end_time,
-                    cancel_on_kill=self.cancel_on_kill,
-                    max_outage=self.max_outage,
-                    carry=state.model_dump(mode="json"),
-                ),
-                method_name="execute_complete",
-                timeout=deferral_timeout(state.end_time, time.time(), self.poll_interval),
+        waiter = Waiter(batch.id, poll_interval=self.poll_interval, end_time=state.end_time, max_outage=self.max_outage)
+        step = say(self, waiter.on_batch(batch, time.time()))
+        if step.outcome is None and self.deferrable:
+            defer_wait(
+                self, waiter, self.conn_id, cancel_on_kill=self.cancel_on_kill, carry=state.model_dump(mode="json")
             )
-        outcome = waiter.wait_blocking(self.hook.get_batch, say=self.log.log)
+        outcome = step.outcome or waiter.wait_blocking(self.hook.get_batch, say=self.log.log)
         return self._finish(context, outcome.with_resume(state))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> str:

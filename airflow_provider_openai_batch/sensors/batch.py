@@ -22,8 +22,7 @@ from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.compat import BaseSensorOperator, PokeReturnValue
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.links import OpenAIBatchLink
-from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, deferral_timeout, finish, push_link
-from airflow_provider_openai_batch.triggers.batch import OpenAIBatchTrigger
+from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, defer_wait, finish, push_link, say
 from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
 from airflow_provider_openai_batch.waiting.waiter import Step, Waiter
 
@@ -81,20 +80,7 @@ class OpenAIBatchSensor(BaseSensorOperator):
         step = self._step(self._poke_waiter(context))
         if step.outcome is not None:
             return self._finish(context, step.outcome)
-        self.log.info("Deferring: the triggerer polls batch %s every %ss", self.batch_id, self.poke_interval)
-        waiter = self._poke_waiter(context)
-        self.defer(
-            trigger=OpenAIBatchTrigger(
-                self.batch_id,
-                self.conn_id,
-                self.poke_interval,
-                waiter.end_time,
-                cancel_on_kill=False,
-                max_outage=self.max_outage,
-            ),
-            method_name="execute_complete",
-            timeout=deferral_timeout(waiter.end_time, time.time(), float(self.poke_interval)),
-        )
+        defer_wait(self, self._poke_waiter(context), self.conn_id, cancel_on_kill=False)
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         step = self._step(self._poke_waiter(context))
@@ -117,12 +103,9 @@ class OpenAIBatchSensor(BaseSensorOperator):
 
     def _step(self, waiter: Waiter) -> Step:
         try:
-            step = waiter.on_batch(self.hook.get_batch(self.batch_id), time.time())
+            return say(self, waiter.on_batch(self.hook.get_batch(self.batch_id), time.time()))
         except Exception as error:
-            step = waiter.on_error(error, time.time())
-        for level, line in step.lines:
-            self.log.log(level, line)
-        return step
+            return say(self, waiter.on_error(error, time.time()))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> str | None:
         return self._finish(context, WaitOutcome.from_event(event))

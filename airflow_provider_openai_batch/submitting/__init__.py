@@ -1,1 +1,2 @@
-"""Submitting: create a batch exactly once per task instance (floor 1: no Airflow)."""
+"""Submitting (floor 1: no Airflow): create a batch exactly once per task instance (``submission``,
+re-attach bounded by time) and resubmit after ``token_limit_exceeded`` (``resubmit``)."""
