@@ -93,7 +93,12 @@ class WaitOutcome(BaseModel):
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> WaitOutcome:
-        """Validate an event once, when the task resumes (raises on a payload that is not an outcome)."""
+        """Validate an event once, when the task resumes (raises on a payload that is not an outcome).
+
+        An event from a trigger deferred before this version carries the resume state as ``carry``.
+        """
+        if "resume" not in event and event.get("carry"):
+            event = {**event, "resume": event["carry"]}
         return cls.model_validate(event)
 
     # What it means

@@ -176,6 +176,8 @@ def test_outcome_round_trips_through_an_event_and_is_validated_once():
     }
     with pytest.raises(ValueError):
         WaitOutcome.from_event({**event, "status": "success"})
+    before_upgrade = {k: v for k, v in event.items() if k != "resume"} | {"carry": resume.model_dump()}
+    assert WaitOutcome.from_event(before_upgrade).resume == resume, "a trigger deferred by the old code still resumes"
 
 
 def test_an_outcome_without_a_batch_pushes_nothing():
