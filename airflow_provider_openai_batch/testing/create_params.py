@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_openai_batch.testing.batches import CreateRequest
+from airflow_provider_openai_batch.testing.batch_records import CreateRequest
 from airflow_provider_openai_batch.testing.endpoints import SUPPORTED_ENDPOINTS
 from airflow_provider_openai_batch.testing.errors import (
     ApiError,

@@ -26,7 +26,8 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_openai_batch.testing.app import build_app
-from airflow_provider_openai_batch.testing.batches import TOKEN_LIMIT_MESSAGE, BatchEngine, Timings
+from airflow_provider_openai_batch.testing.batch_records import Timings
+from airflow_provider_openai_batch.testing.batches import TOKEN_LIMIT_MESSAGE, BatchEngine
 from airflow_provider_openai_batch.testing.context import Context
 from airflow_provider_openai_batch.testing.errors import ApiError
 from airflow_provider_openai_batch.testing.execution import RequestRunner, Responder
