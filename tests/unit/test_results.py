@@ -514,6 +514,7 @@ def test_landing_in_file_order_writes_the_destination_in_one_pass(tmp_path, monk
     assert [ResultRecord.model_validate_json(line).custom_id for line in lines] == ["b", "a", "c"]
     assert manifest.counts.succeeded == 2 and manifest.counts.expired == 1 and manifest.counts.total == 3
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+    assert files.fetched == ["o", "e"]  # each file streamed once
 
 
 @pytest.mark.parametrize("where", ["local", "storage"])
