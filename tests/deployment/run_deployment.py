@@ -32,15 +32,12 @@ it is always kept on failure).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,10 +49,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from cryptography.fernet import Fernet
+from harness import (
+    MARKER,
+    Api,
+    CheckFailed,
+    Interrupted,
+    Stack,
+    first_line,
+    free_port,
+    install_stop_handlers,
+    last_lines,
+    log,
+    quiet_signals,
+    require,
+    run_path,
+    tail,
+    task_log,
+    wait_for,
+    xcom,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -67,7 +82,6 @@ FAULT_REQUESTS = 30
 HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_DEPLOY_TIMEOUT", "900"))
 STARTUP_TIMEOUT = 180.0
 RUN_TIMEOUT = 420.0
-STOP_GRACE = 20.0
 FAULT_RATES = {"rate_429": 0.2, "rate_503": 0.05, "retry_after": 1}
 TRIGGER_MIN_DELAY = 8
 """Seconds between a deferral and its trigger's event, at least. Airflow 3.3.2 races when a trigger fires
@@ -77,159 +91,6 @@ then, the stale "success" event of the deferral makes it mark the task FAILED ("
 that the task instance ... finished with state success, but the task instance's state attribute is
 queued"; ``scheduler_job_runner.py`` forgives this only while the task is still SCHEDULED)."""
 BLOCKED_WARNING = "Triggerer's async thread was blocked"
-MARKER = "OPENAI_BATCH_DEPLOY_MARKER"
-
-
-class CheckFailed(AssertionError):
-    pass
-
-
-class Interrupted(BaseException):
-    """A signal or the hard timeout: unwind through ``finally`` and stop everything."""
-
-
-def require(condition: Any, message: str) -> None:
-    """A precondition of the next steps: fail now."""
-    if not condition:
-        raise CheckFailed(message)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def log(message: str) -> None:
-    print(f"[deploy {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# Processes
-
-
-@dataclass
-class Component:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-@dataclass
-class Stack:
-    """Everything this run started: each child leads its own process group and carries a marker."""
-
-    marker: str
-    components: list[Component] = field(default_factory=list)
-    stopped: bool = False
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> Component:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as out:
-            process = subprocess.Popen(
-                argv,
-                env={**env, MARKER: self.marker},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=env.get("AIRFLOW_HOME"),
-            )
-        component = Component(name, process, log_path)
-        self.components.append(component)
-        log(f"started {name} (pid {process.pid})")
-        return component
-
-    def check_alive(self) -> None:
-        for component in self.components:
-            code = component.process.poll()
-            require(code is None, f"{component.name} (pid {component.process.pid}) exited early with code {code}")
-
-    def stop(self) -> list[str]:
-        """SIGTERM every group, wait, SIGKILL what is left, then any stray process carrying our marker."""
-        if self.stopped:
-            return []
-        self.stopped = True
-        notes: list[str] = []
-        for component in reversed(self.components):
-            if component.process.poll() is None:
-                _signal_group(component.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for component in reversed(self.components):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for component in self.components:
-            if component.process.poll() is None:
-                notes.append(f"{component.name} ignored SIGTERM for {STOP_GRACE:.0f}s: killed")
-            _signal_group(component.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                component.process.wait(timeout=5)
-        time.sleep(0.2)
-        strays = _marked_pids(self.marker)
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if strays:
-            notes.append(f"killed {len(strays)} stray process(es) outside the groups: {strays}")
-        return notes
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _marked_pids(marker: str) -> list[int]:
-    """Processes (of this user) whose environment carries this run's marker: only ones we started."""
-    needle = f"{MARKER}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-# REST API
-
-
-class Api:
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
-
-    def login(self, username: str, password: str) -> None:
-        response = self.http.post("/auth/token", json={"username": username, "password": password})
-        require(response.status_code == 201, f"POST /auth/token -> {response.status_code} {response.text[:300]}")
-        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request(method, "/api/v2" + path, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        response = self.request("GET", path, **kwargs)
-        require(response.status_code == 200, f"GET {path} -> {response.status_code} {response.text[:300]}")
-        return response.json()
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def run_path(dag_id: str, run_id: str) -> str:
-    return f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
-
-
-def xcom(api: Api, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-    path = run_path(dag_id, run_id) + f"/taskInstances/{task_id}/xcomEntries/{quote(key, safe='')}"
-    return api.get(path, params={"deserialize": "true"})["value"]
-
-
-def task_log(api: Api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-    path = run_path(dag_id, run_id) + f"/taskInstances/{task_id}/logs/{try_number}"
-    body = api.get(path, params={"full_content": "true"}, headers={"Accept": "application/json"})
-    return "\n".join(entry if isinstance(entry, str) else json.dumps(entry) for entry in body["content"])
 
 
 # The deployment
@@ -319,7 +180,7 @@ class Deployment:
             self.stack.start(f"fake-openai-{name}", argv, self.env, self.component_logs / f"fake-openai-{name}.log")
         for name in ("nightly", "faults"):
             out = self.component_logs / f"fake-openai-{name}.log"
-            self.fakes[name] = wait_for(lambda out=out: self.alive() and _first_line(out), 30, f"{name} fake's URL")
+            self.fakes[name] = wait_for(lambda out=out: self.alive() and first_line(out), 30, f"{name} fake's URL")
             log(f"fake OpenAI ({name}) at {self.fakes[name]}")
         for name, conn_id in (("nightly", "OPENAI_DEFAULT"), ("faults", "OPENAI_FAULTS")):
             conn = {"conn_type": "openai_batch", "password": SECRET, "host": self.fakes[name]}
@@ -436,7 +297,7 @@ class Deployment:
                     if ti["state"] in ("failed", "up_for_retry", "upstream_failed"):
                         with contextlib.suppress(Exception):
                             text = task_log(api, dag_id, run_id, ti["task_id"], max(1, ti["try_number"]))
-                            print(f"----- log of {dag_id}.{ti['task_id']} -----\n{_last_lines(text, 40)}")
+                            print(f"----- log of {dag_id}.{ti['task_id']} -----\n{last_lines(text, 40)}")
                         require(False, f"{dag_id}.{ti['task_id']} is {ti['state']} (try {ti['try_number']})")
                 states.append(f"{dag_id}: " + " ".join(f"{ti['task_id']}={ti['state']}" for ti in tis))
                 if run["state"] in ("success", "failed"):
@@ -461,25 +322,6 @@ def closing_db(path: Path) -> Iterator[sqlite3.Connection]:
         yield db
     finally:
         db.close()
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        require(time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _first_line(path: Path) -> str | None:
-    with contextlib.suppress(FileNotFoundError):
-        text = path.read_text(errors="replace")
-        if "\n" in text:
-            line = text.split("\n", 1)[0].strip()
-            return line if line.startswith("http") else None
-    return None
 
 
 # Checks
@@ -667,16 +509,6 @@ def check_no_leak_at_rest(dep: Deployment) -> None:
 # Main
 
 
-def _last_lines(text: str, lines: int) -> str:
-    return "\n".join(line[:400] for line in text.splitlines()[-lines:])
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    with contextlib.suppress(OSError):
-        return _last_lines(path.read_text(errors="replace"), lines)
-    return "(no output)"
-
-
 def main() -> int:
     started = time.monotonic()
     keep = os.environ.get("OPENAI_BATCH_DEPLOY_KEEP") == "1"
@@ -686,9 +518,7 @@ def main() -> int:
     aborted: str | None = None
 
     def stop_everything() -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
-        signal.alarm(0)
+        quiet_signals()
         if stack.stopped:
             return
         begin = time.monotonic()
@@ -696,17 +526,7 @@ def main() -> int:
             log(note)
         dep.timings["stop"] = time.monotonic() - begin
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Interrupted(f"signal {signal.Signals(signum).name}")
-
-    def hard_timeout(signum: int, frame: Any) -> None:
-        raise Interrupted(f"hard timeout of {HARD_TIMEOUT:.0f}s")
-
-    atexit.register(stop_everything)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
-    signal.signal(signal.SIGALRM, hard_timeout)
-    signal.alarm(int(HARD_TIMEOUT))
+    install_stop_handlers(stop_everything, HARD_TIMEOUT)
 
     def phase(name: str, step: Callable[[], Any]) -> Any:
         begin = time.monotonic()
