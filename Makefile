@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: venv test demo lint format bench test-deployment clean
+.PHONY: venv test demo lint format bench test-deployment test-scaleout clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: venv
 
 test-deployment: venv
 	$(BIN)/python tests/deployment/run_deployment.py
+
+# CeleryExecutor + Postgres + Redis, two workers, two triggerers (installs postgresql/redis-server if missing)
+test-scaleout: venv
+	$(BIN)/python -m tests.scaleout.run_scaleout
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,159 @@
+"""``make test-scaleout``: the provider on Airflow's own scale-out engine, checked through the REST API.
+
+Brings up, on loopback ports under one temp folder, and stops at the end (every process group,
+also on failure, a signal or the hard timeout): PostgreSQL and Redis from Debian's packages
+(installed where missing), Airflow with CeleryExecutor (api-server, scheduler, dag-processor, two
+Celery workers, two triggerers) and two fake OpenAI servers behind two connections. Inputs,
+shards and landed results go through ObjectStoragePath to a shared storage root given as a
+``file://`` URI. Then runs the scenarios of ``fleet.py`` (a: a 20-shard backfill and five eval runs;
+b: a triggerer SIGKILLed while 20+ batches wait; d: the scheduler SIGKILLed and restarted) and
+``kills.py`` (c: a Celery worker SIGKILLed during an upload and during a create whose response is
+lost), and prints the figures: wall time, batches and uploads against the expected counts, API
+requests per batch, the longest triggerer loop stall, which triggerer ran which trigger.
+
+Run from the repository root: ``.venv/bin/python -m tests.scaleout.run_scaleout``. Environment:
+``OPENAI_BATCH_SCALEOUT_TIMEOUT`` (hard limit in seconds, default 900), ``OPENAI_BATCH_SCALEOUT_KEEP=1``
+(keep the temp folder even on success; it is always kept on failure).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.deployment import harness
+from tests.deployment.harness import (
+    CheckFailed,
+    Interrupted,
+    Stack,
+    install_stop_handlers,
+    log,
+    quiet_signals,
+    tail,
+)
+from tests.scaleout import services
+from tests.scaleout.cluster import SECRET, Cluster
+from tests.scaleout.fleet import BACKFILL, Report, check_fleet, run_fleet
+from tests.scaleout.kills import run_kills
+from tests.scaleout.observe import Observer, longest_stall
+
+HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_SCALEOUT_TIMEOUT", "900"))
+DAG_IDS = [BACKFILL, "scaleout_eval_a", "scaleout_eval_b", "scaleout_kill"]
+
+
+def main() -> int:
+    harness.LOG_PREFIX[0] = "scaleout"
+    started = time.monotonic()
+    keep = os.environ.get("OPENAI_BATCH_SCALEOUT_KEEP") == "1"
+    home = Path(tempfile.mkdtemp(prefix="openai-batch-scaleout-"))
+    stack = Stack(marker=secrets.token_hex(8))
+    cluster = Cluster(home=home, stack=stack)
+    report = Report()
+    timings: dict[str, float] = {}
+    observer: Observer | None = None
+    aborted: str | None = None
+
+    def stop_everything() -> None:
+        quiet_signals()
+        if stack.stopped:
+            return
+        begin = time.monotonic()
+        for note in stack.stop():
+            log(note)
+        timings["stop"] = time.monotonic() - begin
+
+    install_stop_handlers(stop_everything, HARD_TIMEOUT)
+
+    def phase(name: str, step: Callable[[], Any]) -> Any:
+        begin = time.monotonic()
+        log(f"{name} ...")
+        value = step()
+        timings[name] = time.monotonic() - begin
+        return value
+
+    try:
+        log(f"temp folder {home}")
+        installed = phase("debian packages", services.ensure_packages)
+        if installed:
+            log(f"installed {installed}")
+        logs = cluster.logs
+        pg_port = phase("postgres", lambda: services.start_postgres(stack, logs, home / "postgres"))
+        redis_port = phase("redis", lambda: services.start_redis(stack, logs, home / "redis"))
+        db = services.Services(pg_port, redis_port)
+        cluster.prepare(db)
+        phase("fake servers", cluster.start_fakes)
+        phase("db migrate", cluster.migrate)
+        phase("start airflow", cluster.start_airflow)
+        phase("api-server up", cluster.connect_api)
+        phase("dags parsed", lambda: cluster.wait_for_dags(DAG_IDS))
+        observer = Observer(db.connect, cluster.fernet_key)
+        outcome = phase("scenarios a+b+d (fleet)", lambda: run_fleet(cluster, observer, report))
+        phase("checks (fleet)", lambda: check_fleet(cluster, observer, outcome, report))
+        phase("scenario c (worker kills)", lambda: run_kills(cluster, report))
+        observer.close()
+        stop_everything()
+        phase("checks (logs)", lambda: check_logs(cluster, report))
+    except (CheckFailed, Interrupted, Exception) as error:
+        aborted = f"{type(error).__name__}: {error}"
+        log(f"ABORTED: {aborted}")
+        if not isinstance(error, CheckFailed):
+            traceback.print_exc()
+        for component in stack.components:
+            print(f"\n----- last lines of {component.name} ({component.log_path}) -----\n{tail(component.log_path)}")
+    finally:
+        if observer is not None:
+            observer.close()
+        stop_everything()
+        if cluster.api is not None:
+            cluster.api.close()
+
+    ok = aborted is None and not report.failed
+    wall = time.monotonic() - started
+    print("\n=== test-scaleout summary ===")
+    for fact in report.passed:
+        print(f"  ok   {fact}")
+    for failure in report.failed:
+        print(f"  FAIL {failure}")
+    if aborted:
+        print(f"  FAIL aborted: {aborted}")
+    print("  figures:")
+    print(f"    wall time: {wall:.0f} s")
+    for name, value in report.figures.items():
+        print(f"    {name}: {value}")
+    if report.lines:
+        print("  triggers by triggerer (before -> after the kill):")
+        for line in report.lines:
+            print(f"    {line}")
+    print("  durations: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
+    print(f"  total {wall:.1f}s -> {'PASSED' if ok else 'FAILED'}")
+    if ok and not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    else:
+        print(f"  temp folder kept at {home}")
+    return 0 if ok else 1
+
+
+def check_logs(cluster: Cluster, report: Report) -> None:
+    """After the stop, so the logs are complete: loop stalls, trigger failures, the key."""
+    triggerer_logs = sorted(cluster.logs.glob("triggerer-*.log"))
+    worst = longest_stall(triggerer_logs)
+    report.figures["longest triggerer loop stall"] = f"{worst[0]:.2f} s ({worst[1]})" if worst else "none"
+    failed = [p.stem for p in triggerer_logs if "Trigger failed" in p.read_text(errors="replace")]
+    report.expect(not failed, f"a trigger failed in {failed}")
+    leaked = [
+        str(p.relative_to(cluster.home)) for p in cluster.home.rglob("*.log") if SECRET.encode() in p.read_bytes()
+    ]
+    if report.expect(not leaked, f"the API key is written in: {leaked}"):
+        report.passed.append("no API key in any log under the temp folder; no trigger failure in the triggerers")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
