@@ -45,8 +45,11 @@ BIN = Path(sys.executable).parent
 SECRET = "scaleout-secret-key-do-not-leak-5e1f"
 STARTUP_TIMEOUT = 240.0
 WORKER_CONCURRENCY = 4
-FAKE_TIMINGS = {"validating-seconds": 2, "in-progress-seconds": 75, "finalizing-seconds": 1}
-"""Batch lifetime on the fakes at start: long enough that ~20 batches wait at once while a triggerer dies."""
+KILL_INPUT = "kill_requests.jsonl"
+"""The input file name of the worker-kill DAG: its uploads (and so its batches) on fake b are told apart by it."""
+FAKE_TIMINGS = {"validating-seconds": 2, "in-progress-seconds": 180, "finalizing-seconds": 1}
+"""Fleet batch lifetime: the 25 batches are created over 50 s on a quiet 2-core machine and over 2+ minutes
+on a loaded one; 20+ must wait at once when a triggerer dies. The worker-kill runs (c) happen meanwhile."""
 
 FAST_FAILOVER = {
     # A triggerer whose job heartbeat (every 2 s) is older than 10 s is dead: the other one claims
@@ -125,6 +128,8 @@ class Cluster:
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__WORKERS__MISSING_DAG_RETRIES": "0",
+                # A loaded 2-core machine can keep the one api-server busy past the default 5 s.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
                 **FAST_FAILOVER,
                 "OPENAI_BATCH_POLL_INTERVAL": "5",
                 "OPENAI_BATCH_SCALEOUT_STORAGE": self.storage.as_uri(),
@@ -251,6 +256,12 @@ class Cluster:
         path = run_path(dag_id, run_id) + f"/taskInstances/{task_id}"
         path += f"/{map_index}/tries" if map_index >= 0 else "/tries"
         return self.api.get(path)["task_instances"]
+
+    def require_no_failed_run(self, runs: list[tuple[str, str]]) -> None:
+        assert self.api is not None
+        for dag_id, run_id in runs:
+            state = self.api.get(run_path(dag_id, run_id))["state"]
+            require(state != "failed", f"{dag_id} run {run_id} failed")
 
     def wait_for_runs(self, runs: list[tuple[str, str]], timeout: float, on_tick: Any = None) -> None:
         """Until every run ends; fail at once on a failed run. ``on_tick()`` is called every second."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.deployment.harness import log, require, xcom
-from tests.scaleout.cluster import Cluster
+from tests.scaleout.cluster import KILL_INPUT, Cluster
 from tests.scaleout.observe import Observer, trigger_log_jobs
 
 BACKFILL = "scaleout_backfill"
@@ -54,21 +54,32 @@ class FleetOutcome:
     victim_name: str = ""
     adopted_after: float = 0.0
     states_at_restart: dict[str, int] = field(default_factory=dict)
+    batch_ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(dag_id, run_id) -> the batches the run reported (its check task's XCom)."""
 
 
-def run_fleet(cluster: Cluster, observer: Observer, report: Report) -> FleetOutcome:
+def start_fleet(cluster: Cluster, observer: Observer) -> FleetOutcome:
+    """Trigger the runs; once 20+ triggers wait, kill a triggerer, then restart the scheduler."""
     out = FleetOutcome()
     out.runs.append((BACKFILL, cluster.trigger(BACKFILL), "a"))
     for dag_id, fake in EVAL_RUNS:
         out.runs.append((dag_id, cluster.trigger(dag_id), fake))
 
+    progress = {"last": -1, "checked": 0.0}
+
     def many_waiting() -> bool:
         cluster.stack.check_alive()
         now = observer.sample()
         assigned = {tid: job for tid, job in now.items() if job is not None}
+        if len(assigned) != progress["last"]:
+            log(f"{len(assigned)} triggers waiting in the triggerers")
+            progress["last"] = len(assigned)
+        if time.monotonic() - progress["checked"] > 5:
+            progress["checked"] = time.monotonic()
+            cluster.require_no_failed_run([(d, r) for d, r, _ in out.runs])
         return len(assigned) >= WAITING_BEFORE_KILL and assigned
 
-    assigned = cluster_wait(many_waiting, 240, f"{WAITING_BEFORE_KILL} triggers waiting in the triggerers")
+    assigned = cluster_wait(many_waiting, 300, f"{WAITING_BEFORE_KILL} triggers waiting in the triggerers")
     out.before = dict(assigned)
     jobs = observer.triggerer_jobs()
     counts: dict[int, int] = {}
@@ -104,8 +115,24 @@ def run_fleet(cluster: Cluster, observer: Observer, report: Report) -> FleetOutc
     cluster.stack.kill(cluster.component("scheduler"))
     time.sleep(2)
     cluster.start("scheduler")
-    cluster.wait_for_runs([(d, r) for d, r, _ in out.runs], FLEET_TIMEOUT, on_tick=observer.sample)
     return out
+
+
+def finish_fleet(cluster: Cluster, observer: Observer, out: FleetOutcome) -> None:
+    cluster.wait_for_runs([(d, r) for d, r, _ in out.runs], FLEET_TIMEOUT, on_tick=observer.sample)
+
+
+def wait_until_all_created(cluster: Cluster, observer: Observer, out: FleetOutcome) -> None:
+    """Every fleet batch exists on the servers: from now on, faults injected for (c) reach only (c)."""
+    expected = SHARDS + len(EVAL_RUNS)
+
+    def created() -> bool:
+        cluster.stack.check_alive()
+        observer.sample()
+        cluster.require_no_failed_run([(d, r) for d, r, _ in out.runs])
+        return sum(cluster.fake(name, "GET", "stats")["batches_created"] for name in ("a", "b")) >= expected
+
+    cluster_wait(created, 180, f"all {expected} fleet batches to be created")
 
 
 def cluster_wait(probe: Any, timeout: float, what: str) -> Any:
@@ -133,10 +160,12 @@ def check_fleet(cluster: Cluster, observer: Observer, out: FleetOutcome, report:
     # Every task of every run succeeded; what each run's check task landed.
     expected_batches: dict[str, set[str]] = {"a": set(), "b": set()}
     per_run: list[str] = []
+    retried: list[str] = []
     for dag_id, run_id, fake in out.runs:
         tis = cluster.task_instances(dag_id, run_id)
         bad = [f"{ti['task_id']}[{ti['map_index']}]={ti['state']}" for ti in tis if ti["state"] != "success"]
         report.expect(not bad, f"{dag_id} {run_id}: tasks not successful: {bad}")
+        retried += [f"{dag_id}.{ti['task_id']}[{ti['map_index']}]" for ti in tis if ti["try_number"] > 1]
         summary = xcom(api, dag_id, run_id, "check")
         batch_ids = summary["batch_ids"]
         shards = SHARDS if dag_id == BACKFILL else 1
@@ -149,13 +178,19 @@ def check_fleet(cluster: Cluster, observer: Observer, out: FleetOutcome, report:
             summary["results"].startswith(cluster.storage.as_uri()), f"results not on shared storage: {summary}"
         )
         expected_batches[fake].update(batch_ids)
+        out.batch_ids[(dag_id, run_id)] = set(batch_ids)
         per_run.append(f"{dag_id}: {len(batch_ids)} batch(es), landed {landed['succeeded']} lines")
     # The servers' side: one upload and one batch per shard and per run, nothing else.
-    created = uploads = requests = 0
+    created = uploads = requests = every_batch = 0
     routes: dict[str, int] = {}
     for fake, expected in expected_batches.items():
-        batches = cluster.fake(fake, "GET", "batches")
-        files = [f for f in cluster.fake(fake, "GET", "files") if f["purpose"] == "batch"]
+        # The worker-kill runs (c) share fake b: their uploads, and the batches made from them, are theirs.
+        every_file = [f for f in cluster.fake(fake, "GET", "files") if f["purpose"] == "batch"]
+        theirs = {f["id"] for f in every_file if f["filename"] == KILL_INPUT}
+        files = [f for f in every_file if f["id"] not in theirs]
+        on_server = cluster.fake(fake, "GET", "batches")
+        every_batch += len(on_server)
+        batches = [b for b in on_server if b["input_file_id"] not in theirs]
         server_ids = {b["id"] for b in batches}
         inputs = [b["input_file_id"] for b in batches]
         keys = [b["metadata"].get("airflow_idempotency_key") for b in batches]
@@ -176,12 +211,15 @@ def check_fleet(cluster: Cluster, observer: Observer, out: FleetOutcome, report:
     if ok and not report.failed:
         report.passed.append(
             f"(a) {len(out.runs)} runs succeeded ({'; '.join(per_run[:2])}; ...): {created} batches and {uploads} "
-            f"uploads for {expected_total} shards+runs, each batch reported by its run, inputs on shared storage"
+            f"uploads for {expected_total} shards+runs, each batch reported by its run, inputs on shared storage; "
+            f"tasks that needed a retry: {retried or 'none'}"
         )
     report.figures["fleet batches created vs expected"] = f"{created} / {expected_total}"
     report.figures["fleet uploads vs expected"] = f"{uploads} / {expected_total}"
     by_route = ", ".join(f"{route} {count}" for route, count in sorted(routes.items(), key=lambda item: -item[1]))
-    report.figures["fleet API requests per batch"] = f"{requests / max(created, 1):.1f} ({requests}: {by_route})"
+    report.figures["API requests per batch (fleet + worker-kill runs, 5 s polls)"] = (
+        f"{requests / max(every_batch, 1):.1f} ({requests} for {every_batch} batches: {by_route})"
+    )
     check_failover(cluster, observer, out, report)
 
 
@@ -215,7 +253,7 @@ def check_failover(cluster: Cluster, observer: Observer, out: FleetOutcome, repo
         path = " -> ".join(jobs.get(job, f"job {job}") for job in seen.holders)
         holders.setdefault(path, []).append(short_task(seen.task, labels))
     for path, tasks in holders.items():
-        report.lines.append(f"{path}: {len(tasks)} trigger(s): {', '.join(sorted(tasks))}")
+        report.lines.append(f"{path}: {len(tasks)} trigger(s): {', '.join(sorted(tasks, key=natural))}")
 
 
 def run_labels(runs: list[tuple[str, str, str]]) -> dict[str, str]:
@@ -225,6 +263,12 @@ def run_labels(runs: list[tuple[str, str, str]]) -> dict[str, str]:
         short = dag_id.removeprefix("scaleout_")
         labels[run_id] = f"{short}#{sum(1 for label in labels.values() if label.startswith(short + '#')) + 1}"
     return labels
+
+
+def natural(label: str) -> tuple[str, int]:
+    """``backfill#1.embed[2]`` before ``backfill#1.embed[10]``."""
+    name, _, index = label.partition("[")
+    return name, int(index.rstrip("]")) if index else -1
 
 
 def short_task(task: str, labels: dict[str, str]) -> str:

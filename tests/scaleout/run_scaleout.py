@@ -8,7 +8,8 @@ shards and landed results go through ObjectStoragePath to a shared storage root 
 ``file://`` URI. Then runs the scenarios of ``fleet.py`` (a: a 20-shard backfill and five eval runs;
 b: a triggerer SIGKILLed while 20+ batches wait; d: the scheduler SIGKILLed and restarted) and
 ``kills.py`` (c: a Celery worker SIGKILLed during an upload and during a create whose response is
-lost), and prints the figures: wall time, batches and uploads against the expected counts, API
+lost), checks that the "OpenAI Batches" page's API lists every batch under its DAG run, and prints
+the figures: wall time, batches and uploads against the expected counts, API
 requests per batch, the longest triggerer loop stall, which triggerer ran which trigger.
 
 Run from the repository root: ``.venv/bin/python -m tests.scaleout.run_scaleout``. Environment:
@@ -41,9 +42,18 @@ from tests.deployment.harness import (
 )
 from tests.scaleout import services
 from tests.scaleout.cluster import SECRET, Cluster
-from tests.scaleout.fleet import BACKFILL, Report, check_fleet, run_fleet
+from tests.scaleout.fleet import (
+    BACKFILL,
+    Report,
+    check_fleet,
+    finish_fleet,
+    start_fleet,
+    wait_until_all_created,
+)
+from tests.scaleout.kills import DAG as KILL_DAG
 from tests.scaleout.kills import run_kills
 from tests.scaleout.observe import Observer, longest_stall
+from tests.scaleout.ui import check_ui
 
 HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_SCALEOUT_TIMEOUT", "900"))
 DAG_IDS = [BACKFILL, "scaleout_eval_a", "scaleout_eval_b", "scaleout_kill"]
@@ -95,9 +105,14 @@ def main() -> int:
         phase("api-server up", cluster.connect_api)
         phase("dags parsed", lambda: cluster.wait_for_dags(DAG_IDS))
         observer = Observer(db.connect, cluster.fernet_key)
-        outcome = phase("scenarios a+b+d (fleet)", lambda: run_fleet(cluster, observer, report))
+        outcome = phase("fleet: a starts, b, d", lambda: start_fleet(cluster, observer))
+        phase("fleet: all batches created", lambda: wait_until_all_created(cluster, observer, outcome))
+        # While the fleet's batches run (3 minutes each), on fake b, whose fleet batches all exist.
+        cases = phase("scenario c (worker kills)", lambda: run_kills(cluster, report, observer.sample))
+        phase("fleet: a completes", lambda: finish_fleet(cluster, observer, outcome))
         phase("checks (fleet)", lambda: check_fleet(cluster, observer, outcome, report))
-        phase("scenario c (worker kills)", lambda: run_kills(cluster, report))
+        made = {**outcome.batch_ids, **{(KILL_DAG, c.run_id): {b["id"] for b in c.batches} for c in cases}}
+        phase("checks (ui page)", lambda: check_ui(cluster, made, report))
         observer.close()
         stop_everything()
         phase("checks (logs)", lambda: check_logs(cluster, report))

@@ -41,6 +41,8 @@ WAIT_TIMEOUT = 1800.0
 SHARDS = 20
 DOCUMENTS_PER_SHARD = 5
 QUESTIONS = 12
+RETRY = {"retries": 1, "retry_delay": timedelta(seconds=2)}
+"""Every task may meet a killed worker (scenario c kills one while the fleet runs): one retry each."""
 
 
 def run_folder(dag_id: str, run_id: str | None) -> ObjectStoragePath:
@@ -58,7 +60,7 @@ def count_landed(results: str) -> dict[str, int]:
     return counts
 
 
-@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["openai", "scaleout"])
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["openai", "scaleout"], default_args=RETRY)
 def scaleout_backfill():
     @task(multiple_outputs=True)
     def build_input(run_id: str | None = None) -> dict[str, str]:
@@ -86,8 +88,6 @@ def scaleout_backfill():
         conn_id="openai_a",
         poll_interval=POLL,
         timeout=WAIT_TIMEOUT,
-        retries=1,
-        retry_delay=timedelta(seconds=2),
     ).expand(input_file=split.output)
     land = OpenAIBatchResultsOperator(
         task_id="land",
@@ -107,7 +107,14 @@ def scaleout_backfill():
 
 
 def eval_dag(dag_id: str, conn_id: str):
-    @dag(dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["openai", "scaleout"])
+    @dag(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=["openai", "scaleout"],
+        default_args=RETRY,
+    )
     def scaleout_eval():
         @task(multiple_outputs=True)
         def build_requests(run_id: str | None = None) -> dict[str, str]:
@@ -126,8 +133,6 @@ def eval_dag(dag_id: str, conn_id: str):
             conn_id=conn_id,
             metadata={"pipeline": dag_id},
             wait_for_completion=False,
-            retries=1,
-            retry_delay=timedelta(seconds=2),
         )
         wait = OpenAIBatchSensor(
             task_id="wait", batch_id=submit.output, conn_id=conn_id, poke_interval=POLL, timeout=WAIT_TIMEOUT
@@ -156,19 +161,19 @@ eval_dag("scaleout_eval_a", "openai_a")
 eval_dag("scaleout_eval_b", "openai_b")
 
 
-@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["openai", "scaleout"])
+@dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["openai", "scaleout"], default_args=RETRY)
 def scaleout_kill():
     @task
     def build_requests(run_id: str | None = None) -> str:
         folder = run_folder("scaleout_kill", run_id)
-        with (folder / "requests.jsonl").open("w") as handle:
+        with (folder / "kill_requests.jsonl").open("w") as handle:
             for n in range(QUESTIONS):
                 body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Kill test {n}?"}]}
                 handle.write(
                     json.dumps({"custom_id": f"k-{n}", "method": "POST", "url": "/v1/chat/completions", "body": body})
                     + "\n"
                 )
-        return str(folder / "requests.jsonl")
+        return str(folder / "kill_requests.jsonl")
 
     OpenAIBatchOperator(
         task_id="batch",
