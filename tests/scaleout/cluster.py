@@ -112,6 +112,8 @@ class Cluster:
                 "AIRFLOW__CORE__PARALLELISM": "32",
                 "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
                 "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
+                # Stock Airflow ships False: without it every batch task would hold a worker slot while it waits.
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
