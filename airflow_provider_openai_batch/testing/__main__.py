@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from airflow_provider_openai_batch.testing.server import FakeOpenAIServer
+from airflow_provider_openai_batch.testing.webhooks import TEST_WEBHOOK_SECRET
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -48,6 +49,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="accept any model name (e.g. deployment names of an OpenAI-compatible service)",
     )
+    parser.add_argument("--webhook-url", default=None, help="POST signed batch.* webhooks here on terminal transitions")
+    parser.add_argument("--webhook-secret", default=TEST_WEBHOOK_SECRET, help="whsec_... signing secret (a test one)")
+    parser.add_argument("--webhook-delay", type=float, default=0.0, help="seconds before each webhook delivery")
+    parser.add_argument("--webhook-duplicates", type=int, default=0, help="extra deliveries of each webhook")
+    parser.add_argument("--webhook-bad-signature", action="store_true", help="sign webhooks with a wrong secret")
     return parser.parse_args(argv)
 
 
@@ -74,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=args.data_dir,
         models=args.models,
         accept_any_model=args.accept_any_model,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        webhook_delay=args.webhook_delay,
+        webhook_duplicates=args.webhook_duplicates,
+        webhook_bad_signature=args.webhook_bad_signature,
     )
     with server:
         print(server.url, flush=True)

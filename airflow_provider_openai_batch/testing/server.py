@@ -46,6 +46,7 @@ from airflow_provider_openai_batch.testing.observe import Recorder, RequestRecor
 from airflow_provider_openai_batch.testing.store import FileStore
 from airflow_provider_openai_batch.testing.validation import Limits
 from airflow_provider_openai_batch.testing.waiting import settle_sync
+from airflow_provider_openai_batch.testing.webhooks import TEST_WEBHOOK_SECRET, Delivery, WebhookSender, WebhookSettings
 
 STARTUP_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 10.0
@@ -85,6 +86,11 @@ class FakeOpenAIServer:
         data_dir: str | Path | None = None,
         backlog: int = 4096,
         worker_threads: int = 4,
+        webhook_url: str | None = None,
+        webhook_secret: str = TEST_WEBHOOK_SECRET,
+        webhook_delay: float = 0.0,
+        webhook_duplicates: int = 0,
+        webhook_bad_signature: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -120,6 +126,10 @@ class FakeOpenAIServer:
         self._thread: threading.Thread | None = None
         self._comeback: threading.Timer | None = None
         self._closed = False
+        settings = WebhookSettings(
+            webhook_url, webhook_secret, webhook_delay, webhook_duplicates, webhook_bad_signature
+        )
+        self._webhooks = WebhookSender(self.batches, settings)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -150,6 +160,7 @@ class FakeOpenAIServer:
                 raise RuntimeError("a stopped FakeOpenAIServer cannot be restarted; use go_down()/come_back()")
             if self._uvicorn is None:
                 self._serve()
+            self._webhooks.start()
             return self
 
     def stop(self) -> None:
@@ -160,6 +171,7 @@ class FakeOpenAIServer:
             self._closed = True
             self._cancel_comeback()
             self._halt()
+        self._webhooks.stop()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._cleanup()
 
@@ -335,6 +347,15 @@ class FakeOpenAIServer:
         self._faults.reset()
         self._recorder.reset()
         self._ids.reset()
+        self._webhooks.forget()
+
+    def configure_webhooks(self, **changes: Any) -> None:
+        """Change the webhook settings (``url``, ``secret``, ``delay``, ``duplicates``, ``bad_signature``)."""
+        self._webhooks.configure(**changes)
+
+    def webhook_deliveries(self) -> list[Delivery]:
+        """Every webhook POSTed so far (oldest first), with the receiver's status code."""
+        return self._webhooks.deliveries()
 
     # -- observation ---------------------------------------------------------------------------
 
