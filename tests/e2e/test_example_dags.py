@@ -29,12 +29,14 @@ def test_every_example_dag_imports_without_errors_or_warnings(airflow_db):
         warnings.simplefilter("always")
         bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
-    assert {"nightly_eval", "embeddings_backfill"} <= set(bag.dag_ids)
+    assert {"nightly_eval", "embeddings_backfill", "nightly_eval_events_submit", "nightly_eval_events_score"} <= set(
+        bag.dag_ids
+    )
     ours = [
         w for w in caught if "example_dags" in str(w.filename) or "airflow_provider_openai_batch" in str(w.filename)
     ]
     assert ours == [], [str(w.message) for w in ours]
-    for dag_id in ("nightly_eval", "embeddings_backfill"):
+    for dag_id in ("nightly_eval", "embeddings_backfill", "nightly_eval_events_submit", "nightly_eval_events_score"):
         assert bag.get_dag(dag_id).doc_md, f"{dag_id} has no doc_md for the UI"
 
 
