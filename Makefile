@@ -44,5 +44,10 @@ test-scaleout: venv
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
+# Event-driven completion in a real deployment: watcher restart, webhooks (dag.test() runs no watchers).
+.PHONY: test-events
+test-events: venv
+	$(BIN)/python tests/deployment/run_events.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

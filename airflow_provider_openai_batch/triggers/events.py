@@ -52,6 +52,11 @@ MARKER_PREFIX = "openai_batch.fired."
 """``MARKER_PREFIX + batch_id``: set in the asset's state store once that batch's event was emitted."""
 SAVE_DELAY = 5.0
 """Seconds between firing and saving the state: the triggerer stores events within a second or two."""
+EVENT_SPACING = 2.0
+"""Seconds between two events of one look. Airflow 3.3.2's scheduler turns the queued events of an
+asset into one run and then clears the queue: an event stored a moment after the run was made (within
+its ~1 s loop) is left for the next run of that asset, i.e. until another batch ends. Spacing the
+events of a burst lets each start its own run."""
 
 # Shared-poll bookkeeping (one triggerer process): stream key -> subscriber -> (since, ids at since).
 _needs: dict[Hashable, dict[int, tuple[int, frozenset[str]]]] = {}
@@ -164,6 +169,8 @@ class OpenAIBatchEventTrigger(BaseEventTrigger):
         for batch in ended:
             if await self._fired_elsewhere(batch):
                 continue
+            if fired:
+                await asyncio.sleep(EVENT_SPACING)
             self.log.info("Batch %s ended (%s): firing", batch.id, batch.status.value)
             yield TriggerEvent(batch_event(batch))
             fired += 1

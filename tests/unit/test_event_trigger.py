@@ -56,6 +56,7 @@ def conn(server: FakeOpenAIServer, monkeypatch) -> str:
     conn = {"conn_type": "openai_batch", "host": server.url, "password": API_KEY, "extra": {"max_retries": 0}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
     monkeypatch.setattr(events_module, "SAVE_DELAY", 0.0)
+    monkeypatch.setattr(events_module, "EVENT_SPACING", 0.0)
     forget_recent_connections()
     return CONN_ID
 
