@@ -13,7 +13,8 @@ for every batch, here concurrently over the same pooled client).
 
 Figures per poll interval (requests per minute at the default 60 s interval are the same numbers).
 The webhook-to-consumer-run latency is measured by ``make test-events`` in a real deployment; it
-writes ``benchmarks/.data/events_figures.json``, reported here when present.
+writes ``benchmarks/.data/events_figures.json``, reported here when present; its "baseline" column
+is the poll interval of that asset's watcher (3600 s), the wait a batch would have without webhooks.
 
 Output: human-readable lines, then one ``BENCH_JSON {...}`` line.
 """
