@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: venv test demo lint format bench test-deployment test-scaleout clean
+.PHONY: venv test demo lint format bench test-deployment test-scaleout test-ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-deployment: venv
 # CeleryExecutor + Postgres + Redis, two workers, two triggerers (installs postgresql/redis-server if missing)
 test-scaleout: venv
 	$(BIN)/python -m tests.scaleout.run_scaleout
+
+# The "OpenAI Batches" page in headless Chromium against a real deployment (Debian's chromium, no download).
+test-ui: venv
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	$(BIN)/python tests/deployment/run_ui.py
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

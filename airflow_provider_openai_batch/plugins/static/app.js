@@ -8,7 +8,6 @@
   const params = new URLSearchParams(window.location.search);
   const taskView = params.has("task_id") && params.has("dag_id");
   const rowsById = new Map();
-  let canCancelAny = false;
   let pendingCancel = null;
 
   const $ = (id) => document.getElementById(id);
@@ -125,7 +124,7 @@
     const counts = row.request_counts || {};
     const total = counts.total || 0;
     const done = (counts.completed || 0) + (counts.failed || 0);
-    return { total: total, done: done, failed: counts.failed || 0 };
+    return { total: total, done: done, completed: counts.completed || 0, failed: counts.failed || 0 };
   }
 
   function statusCell(cell, row) {
@@ -152,8 +151,12 @@
     bar.max = Math.max(p.total, 1);
     bar.value = p.done;
     bar.setAttribute("data-done", p.done);
+    bar.setAttribute("data-completed", p.completed);
+    bar.setAttribute("data-failed", p.failed);
     bar.setAttribute("data-total", p.total);
-    setText(cell.querySelector(".pct"), ` ${fmtInt(p.done)} / ${fmtInt(p.total)}`);
+    const failed = p.failed ? `, ${fmtInt(p.failed)} failed` : "";
+    setText(cell.querySelector(".pct"), `${fmtInt(p.completed)} / ${fmtInt(p.total)} completed${failed}`);
+    bar.title = `${Math.round((100 * p.done) / Math.max(p.total, 1))}% processed`;
   }
 
   function taskLink(row) {
@@ -330,7 +333,6 @@
   async function refresh() {
     try {
       const data = await getJSON(listUrl());
-      canCancelAny = data.batches.some((row) => row.can_cancel);
       if (taskView) {
         const [row] = data.batches;
         $("task-empty").hidden = Boolean(row);
@@ -343,7 +345,7 @@
         renderTotals(data.totals);
       }
       renderProblems(data.problems);
-      setText($("updated"), `Updated ${new Date().toLocaleTimeString()}${canCancelAny ? "" : ""}`);
+      setText($("updated"), `Updated ${new Date().toLocaleTimeString()}`);
       document.body.setAttribute("data-loaded", "true");
     } catch (error) {
       renderProblems([`Could not refresh: ${error.message}`]);
