@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: venv test demo lint format bench test-deployment test-scaleout test-ui clean
+.PHONY: venv test demo lint format bench test-deployment test-scaleout test-ui test-compat clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test-scaleout: venv
 test-ui: venv
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	$(BIN)/python tests/deployment/run_ui.py
+
+# The unit tests and the dag.test() subset on each Airflow 3 minor (throwaway venvs in .compat/,
+# pinned by compat/constraints-airflow-3.N.txt). COMPAT_MINORS=3.0,3.3 picks some.
+test-compat:
+	$(PYTHON) compat/run_compat.py
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

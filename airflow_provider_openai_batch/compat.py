@@ -55,6 +55,8 @@ SUPPORTS_PLUGINS = AIRFLOW_V_3_1_PLUS
 SUPPORTS_TRIGGER_ON_KILL = callable(getattr(BaseTrigger, "on_kill", None))
 #: Sibling event triggers with one ``shared_stream_key`` share one poll (Airflow 3.3).
 SUPPORTS_SHARED_EVENT_STREAMS = callable(getattr(BaseEventTrigger, "shared_stream_key", None))
+#: The execution API stores an XCom whose value is None (Airflow 3.0 answers 422 to the null body).
+SUPPORTS_NULL_XCOM = AIRFLOW_V_3_1_PLUS
 #: ``BaseHook.aget_connection``: an event-loop-safe connection lookup (Task SDK 1.1, Airflow 3.1).
 SUPPORTS_ASYNC_CONNECTION = callable(getattr(BaseHook, "aget_connection", None))
 
@@ -121,6 +123,16 @@ def asset_state_store_model() -> Any:
     return AssetStateStoreModel
 
 
+def xcom_push(ti: Any, key: str, value: Any) -> None:
+    """Push an XCom; where Airflow cannot store a None (3.0), leave the key out.
+
+    Pulling a key that was never pushed gives None, so a reader sees the same value on every minor.
+    """
+    if value is None and not SUPPORTS_NULL_XCOM:
+        return
+    ti.xcom_push(key=key, value=value)
+
+
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``; True when unset (the provider waits deferred)."""
     return __getattr__("conf").getboolean("operators", "default_deferrable", fallback=True)
@@ -150,6 +162,7 @@ __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "SUPPORTS_ASYNC_CONNECTION",
+    "SUPPORTS_NULL_XCOM",
     "SUPPORTS_PLUGINS",
     "SUPPORTS_SHARED_EVENT_STREAMS",
     "SUPPORTS_TRIGGER_ON_KILL",
@@ -169,4 +182,5 @@ __all__ = [
     "default_deferrable",
     "get_async_connection",
     "log_degraded",
+    "xcom_push",
 ]

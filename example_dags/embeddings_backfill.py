@@ -99,7 +99,7 @@ def embeddings_backfill():
         """Keep what the warehouse needs: one ``{"id", "embedding"}`` line per document."""
         written, dims = 0, 0
         with ObjectStoragePath(results).open("r") as source, ObjectStoragePath(vectors).open("w") as sink:
-            for line in source:
+            for line in iter(source.readline, ""):  # readline: Airflow 3.0's storage file cannot be iterated
                 record = json.loads(line)
                 if record["status"] != "succeeded":
                     continue

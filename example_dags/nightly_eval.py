@@ -120,7 +120,7 @@ def nightly_eval():
             expected = {row["id"]: row["expected"] for row in map(json.loads, handle) if row}
         graded, failures = 0, []
         with ObjectStoragePath(results).open("r") as handle:
-            for line in handle:
+            for line in iter(handle.readline, ""):  # readline: Airflow 3.0's storage file cannot be iterated
                 record = json.loads(line)
                 answer = answer_text(record)
                 if is_correct(answer, expected.get(record["custom_id"], "")):

@@ -31,14 +31,12 @@ from airflow_provider_openai_batch.inputs.batchfile import (
     BatchLimits,
     ProblemLog,
 )
-from airflow_provider_openai_batch.inputs.sources import describe_source
+from airflow_provider_openai_batch.inputs.sources import describe_source, local_path_of
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 RESPONSES = "/v1/responses"
 COMPLETIONS = "/v1/completions"
-
-_LOCAL_PROTOCOLS = ("file", "local")
 
 
 class BatchRequest(BaseModel):
@@ -70,10 +68,9 @@ def local_path(target: Any) -> str | None:
         if "://" in target:
             raise TypeError(f"{target!r} is a URI string; pass an ObjectStoragePath for object storage")
         return os.path.abspath(target)
-    if isinstance(target, os.PathLike):
-        return os.path.abspath(os.fspath(target))
-    if getattr(target, "protocol", None) in _LOCAL_PROTOCOLS and isinstance(getattr(target, "path", None), str):
-        return os.path.abspath(target.path)
+    local = local_path_of(target)
+    if local is not None:
+        return os.path.abspath(local)
     if not hasattr(target, "open"):
         raise TypeError(f"Cannot write a batch file to {type(target).__name__}: give a path or a storage path")
     return None

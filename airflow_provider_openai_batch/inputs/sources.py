@@ -16,14 +16,37 @@ from typing import IO, Any, Union
 Source = Union[str, "os.PathLike[str]", IO[bytes], Any]
 
 
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
 def is_file_like(source: object) -> bool:
     return hasattr(source, "read") and not hasattr(source, "open")
 
 
+def local_path_of(target: object) -> str | None:
+    """The local file-system path of a ``str``, an ``os.PathLike`` or a ``file://`` storage path; else None.
+
+    A storage path (universal-pathlib's ``UPath``, which Airflow's ``ObjectStoragePath`` is) is known by its
+    ``protocol`` before ``os.PathLike`` is trusted: universal-pathlib 0.2 (the one Airflow 3.0 and 3.1 use)
+    makes every ``UPath`` path-like, and its ``__fspath__`` gives the URI (``memory://...``, ``file:///...``),
+    which ``open()`` cannot open.
+    """
+    if isinstance(target, str):
+        return target
+    protocol = getattr(target, "protocol", None)
+    if isinstance(protocol, str) and hasattr(target, "open"):
+        path = getattr(target, "path", None)
+        return path if protocol in _LOCAL_PROTOCOLS and isinstance(path, str) else None
+    if isinstance(target, os.PathLike):
+        return os.fspath(target)
+    return None
+
+
 def describe_source(source: Source) -> str:
     """A short human name for error messages: the path or URI, or the stream's name."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
+    local = local_path_of(source)
+    if local is not None:
+        return local
     if is_file_like(source):
         return str(getattr(source, "name", "<stream>"))
     return str(source)
@@ -32,8 +55,9 @@ def describe_source(source: Source) -> str:
 @contextlib.contextmanager
 def open_binary(source: Source) -> Iterator[IO[bytes]]:
     """Open ``source`` for binary reading; a caller-owned stream is left open."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(os.fspath(source), "rb") as handle:
+    local = local_path_of(source)
+    if local is not None:
+        with open(local, "rb") as handle:
             yield handle
     elif is_file_like(source):
         yield source

@@ -37,6 +37,7 @@ from airflow_provider_openai_batch.inputs.sources import (
     Source,
     describe_source,
     is_file_like,
+    local_path_of,
     open_binary,
     source_filename,
 )
@@ -297,16 +298,18 @@ def _make_folder(destination: Any, folder: str | None) -> None:
 
 def _child(destination: Any, name: str) -> Any:
     """A file in ``destination``: an absolute path string for a local folder, else a storage path."""
-    if isinstance(destination, (str, os.PathLike)):
-        return os.path.join(os.path.abspath(os.fspath(destination)), name)
+    local = local_path_of(destination)
+    if local is not None:
+        return os.path.join(os.path.abspath(local), name)
     return destination / name
 
 
 def _refuse_overwriting_source(source: Source, folder: str | None, prefix: str) -> None:
     """Splitting a shard into its own folder with its own prefix would overwrite (or delete) the input."""
-    if folder is None or not isinstance(source, (str, os.PathLike)):
+    source_path = local_path_of(source)
+    if folder is None or source_path is None:
         return
-    source_folder, name = os.path.split(os.path.realpath(os.fspath(source)))
+    source_folder, name = os.path.split(os.path.realpath(source_path))
     pattern = rf"{re.escape(prefix)}-\d{{{SHARD_DIGITS}}}\.jsonl"
     if source_folder == os.path.realpath(folder) and re.fullmatch(pattern, name):
         raise BatchParameterError(f"{name} would be overwritten by its own shards; use another destination or prefix")

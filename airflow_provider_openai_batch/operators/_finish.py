@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.exceptions import BatchTerminalError
 from airflow_provider_openai_batch.api.statuses import BATCH_OUTCOMES
-from airflow_provider_openai_batch.compat import AirflowFailException, conf
+from airflow_provider_openai_batch.compat import AirflowFailException, conf, xcom_push
 from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, batch_record, dashboard_url
 from airflow_provider_openai_batch.links import XCOM_KEY as LINK_XCOM_KEY
 from airflow_provider_openai_batch.triggers.batch import OpenAIBatchTrigger
@@ -86,7 +86,7 @@ def finish(
     """
     ti = context["ti"]
     for key, value in outcome.xcom_values().items():
-        ti.xcom_push(key=key, value=value)
+        xcom_push(ti, key, value)
     cancelled = cancel() if cancel is not None and outcome.status == "timeout" else False
     try:
         outcome.check(max_failed_ratio=max_failed_ratio, cancelled=cancelled)

@@ -25,7 +25,7 @@ from typing import IO, Any
 from pydantic import BaseModel, Field
 
 from airflow_provider_openai_batch.api.models import Batch
-from airflow_provider_openai_batch.inputs.sources import Source, describe_source
+from airflow_provider_openai_batch.inputs.sources import Source, describe_source, local_path_of
 from airflow_provider_openai_batch.results.merge import FetchLines, ResultMerge, ResultStatus
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -34,11 +34,11 @@ _WRITE_BUFFER = 1 << 20
 
 def _local_path(destination: Any) -> str | None:
     """The absolute local path, or None for a storage path; a ``scheme://`` string is refused, not made a folder."""
-    if hasattr(destination, "open") and not isinstance(destination, os.PathLike):
-        return None
-    if not isinstance(destination, (str, os.PathLike)):
+    path = local_path_of(destination)
+    if path is None:
+        if hasattr(destination, "open"):
+            return None
         raise TypeError(f"Cannot write results to {type(destination).__name__}: give a local path or a storage path")
-    path = os.fspath(destination)
     if "://" in path:
         raise ValueError(f"{path!r} looks like a URI; pass an ObjectStoragePath (or UPath) for object storage")
     return os.path.abspath(path)
@@ -280,6 +280,7 @@ def _land_in_input_order(merge: ResultMerge, destination: Any, spool_dir: str | 
 def _describe_input(source: Source | None) -> str | None:
     if source is None:
         return None
-    if isinstance(source, (str, os.PathLike)):
-        return os.path.abspath(os.fspath(source))
+    local = local_path_of(source)
+    if local is not None:
+        return os.path.abspath(local)
     return describe_source(source)

@@ -65,10 +65,10 @@ class DagResult:
 @pytest.fixture
 def run_dag(airflow_db: None):
     """Run a DAG from the DAGs folder with dag.test() and report its state, task states and XComs."""
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.e2e.helpers import dag_bag
 
     def _run(dag_id: str, conf: dict[str, Any] | None = None) -> DagResult:
-        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        bag = dag_bag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"DAG {dag_id} not found; import errors: {bag.import_errors}"
         run = dag.test(run_conf=conf or {})

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_openai_batch.results.merge import ResultRecord
+from tests.e2e.helpers import dag_bag
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +23,11 @@ def eval_responder(endpoint: str, body: dict, custom_id: str) -> str:
     return WRONG.get(custom_id) or next(row["expected"] for row in EVAL_SET if row["id"] == custom_id)
 
 
+@pytest.mark.compat
 def test_every_example_dag_imports_without_errors_or_warnings(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bag = DagBag(dag_folder=str(EXAMPLES))
+        bag = dag_bag(str(EXAMPLES))
     assert bag.import_errors == {}
     assert {"nightly_eval", "embeddings_backfill", "nightly_eval_events_submit", "nightly_eval_events_score"} <= set(
         bag.dag_ids
@@ -40,6 +40,7 @@ def test_every_example_dag_imports_without_errors_or_warnings(airflow_db):
         assert bag.get_dag(dag_id).doc_md, f"{dag_id} has no doc_md for the UI"
 
 
+@pytest.mark.compat
 @pytest.mark.fake_server(responder=eval_responder, fail_requests={"geo-ocean": 500})
 def test_nightly_eval_scores_the_batch_and_writes_the_report(run_dag, fake_server):
     result = run_dag("nightly_eval")
@@ -56,7 +57,8 @@ def test_nightly_eval_scores_the_batch_and_writes_the_report(run_dag, fake_serve
     written = json.loads(ObjectStoragePath(report["report_path"]).read_text())
     assert written == report
     manifest = result.xcom("land_results")
-    landed = [ResultRecord.model_validate_json(line) for line in ObjectStoragePath(manifest["result_path"]).open("r")]
+    lines = ObjectStoragePath(manifest["result_path"]).read_text().splitlines()
+    landed = [ResultRecord.model_validate_json(line) for line in lines]
     assert [r.custom_id for r in landed] == [row["id"] for row in EVAL_SET]
     assert fake_server.stats()["batches_created"] == 1
 
@@ -72,6 +74,7 @@ def test_nightly_eval_salvages_an_expired_batch(run_dag, fake_server):
     assert result.xcom("wait", "output_file_id").startswith("file-")
 
 
+@pytest.mark.compat
 def test_embeddings_backfill_fans_out_over_shards(run_dag, fake_server):
     result = run_dag("embeddings_backfill")
     assert result.state == "success", result.ti_states

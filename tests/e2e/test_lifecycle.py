@@ -14,6 +14,7 @@ from tests.e2e.helpers import write_chat_requests
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.compat
 def test_deferrable_operator_runs_a_batch_to_completion(run_dag, fake_server, tmp_path):
     path = write_chat_requests(tmp_path / "in.jsonl", 6)
     result = run_dag("e2e_operator_deferrable", {"input_file": str(path)})
@@ -28,6 +29,7 @@ def test_deferrable_operator_runs_a_batch_to_completion(run_dag, fake_server, tm
     assert stats["uploads"] == 1 and stats["batches_created"] == 1
 
 
+@pytest.mark.compat
 def test_submit_then_deferrable_sensor_then_reader(run_dag, fake_server, tmp_path):
     path = write_chat_requests(tmp_path / "in.jsonl", 7)
     result = run_dag("e2e_submit_then_sense", {"input_file": str(path)})
@@ -126,6 +128,7 @@ def test_lost_create_response_is_reconciled_to_exactly_one_batch(run_dag, fake_s
     assert "but the server had made batch" in output()
 
 
+@pytest.mark.compat
 def test_token_limit_failure_waits_and_resubmits(run_dag, fake_server, tmp_path, output):
     fake_server.fail_next_batches(count=1, code="token_limit_exceeded")
     path = write_chat_requests(tmp_path / "in.jsonl", 4)

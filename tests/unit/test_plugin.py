@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
+from airflow_provider_openai_batch import compat
 from airflow_provider_openai_batch.get_provider_info import get_provider_info
 from airflow_provider_openai_batch.plugins import OpenAIBatchPlugin
 from airflow_provider_openai_batch.plugins.lazy import LazyASGIApp
@@ -16,13 +19,22 @@ def test_provider_info_names_the_plugin_class():
     assert entry["name"] == OpenAIBatchPlugin.name
 
 
+@pytest.mark.skipif(
+    not compat.SUPPORTS_PLUGINS,
+    reason=f"plugin FastAPI apps and external views need Airflow >= 3.1 (this is {compat.AIRFLOW_VERSION_STRING})",
+)
 def test_airflow_loads_the_app_and_both_views():
     from airflow import plugins_manager
 
-    apps, _ = plugins_manager.get_fastapi_plugins()
+    if hasattr(plugins_manager, "get_fastapi_plugins"):
+        apps, _ = plugins_manager.get_fastapi_plugins()
+        views, _ = plugins_manager._get_ui_plugins()
+    else:  # Airflow 3.1: module-level lists filled by the initialize_* functions
+        plugins_manager.initialize_fastapi_plugins()
+        plugins_manager.initialize_ui_plugins()
+        apps, views = plugins_manager.fastapi_apps, plugins_manager.external_views
     ours = [a for a in apps if a["url_prefix"] == "/openai-batch"]
     assert len(ours) == 1 and ours[0]["name"] == "OpenAI Batches"
-    views, _ = plugins_manager._get_ui_plugins()
     by_name = {v["name"]: v for v in views}
     assert by_name["OpenAI Batches"]["destination"] == "nav"
     assert by_name["OpenAI Batches"]["href"] == "/openai-batch/"

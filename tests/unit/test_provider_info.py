@@ -82,6 +82,19 @@ def test_connection_type_form(info):
     assert OpenAIBatchHook.hook_name == conn["hook-name"]
 
 
+def json_list_in(output: str) -> list:
+    """The JSON list in the CLI's output; Airflow 3.0 prints log lines (``[2026-...] {plugins.py:37} INFO``) first."""
+    for line_start in [0, *(i + 1 for i, char in enumerate(output) if char == "\n")]:
+        if output.startswith("[", line_start):
+            try:
+                value, _ = json.JSONDecoder().raw_decode(output[line_start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, list):
+                return value
+    raise AssertionError(f"no JSON list in the output: {output[-2000:]}")
+
+
 def test_airflow_cli_lists_the_provider():
     bindir = Path(sys.executable).parent
     env = {**os.environ, "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"]}  # the throwaway home of tests/conftest.py
@@ -93,7 +106,7 @@ def test_airflow_cli_lists_the_provider():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    providers, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("[") :])
+    providers = json_list_in(done.stdout)
     ours = [p for p in providers if p["package_name"] == DISTRIBUTION]
     assert len(ours) == 1, [p["package_name"] for p in providers]
     assert ours[0]["version"] == get_provider_info()["versions"][0]
