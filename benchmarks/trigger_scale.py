@@ -56,12 +56,22 @@ the same harness). It tells what the loop and CPython's collector cost when a tr
 costs nothing; ``--floor-objects K`` makes each hold K more long-lived objects. ``--gc-threshold
 A,B,C`` and ``--gc-freeze`` try triggerer-wide collector settings.
 
-Ratios are ours / baseline (below 1 = ours smaller). Target (issue): longest stall under 20 ms at
-N = 5000, where the official trigger stalls for the full latency on every poll. What decides the
-longest stall at N = 5000 is CPython's full (generation 2) collection, which walks every container
-object of the process in one go: Airflow's ~160,000 after start-up plus every waiting trigger's. It
-runs whenever the objects promoted since the last one exceed a quarter of the old generation, so at
-5,000 triggers it comes a few times a minute and takes 100-250 ms here, for the control as well.
+Ours polls through the shared paged poller (``waiting/poller.py``): the batches are the newest
+max(N) on the fake, as a fleet in flight is, and list pages (``GET /v1/batches``) get the same
+injected latency as single GETs. API requests per poll interval come from the fake's counters,
+read by a thread at each interval boundary (``_interval_requests.py``; the first two intervals are
+the ramp).
+
+Ratios are ours / baseline (below 1 = ours smaller). Targets (issue 11), printed met or MISSED at
+the end: API requests per poll interval <= ceil(N/100) + 5 at N = 1000 and 5000; longest stall
+under 20 ms over the N = 1000 window (300 s by default) and none of 100 ms or more (Airflow's
+triggerer warns when its 0.1 s watchdog sleep takes over 0.2 s); longest stall at N = 5000 at most
+1.25x the control's in the same run; p99 stall at N = 5000 under 5 ms; tracked objects per waiting
+trigger reported. What decides the longest stall at N = 5000 is CPython's full (generation 2)
+collection, which walks every container object of the process in one go: Airflow's ~160,000 after
+start-up plus every waiting trigger's. It runs whenever the objects promoted since the last one
+exceed a quarter of the old generation, so at 5,000 triggers it comes a few times a minute and
+takes 100-250 ms here, for the control as well.
 
 Output: human-readable lines, then one ``BENCH_JSON {...}`` line. ``--quick`` runs N = 200 only.
 """
@@ -72,6 +82,7 @@ import argparse
 import contextlib
 import contextvars
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -81,6 +92,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from _interval_requests import IntervalSampler, batch_reads  # type: ignore[import-not-found]
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -92,6 +105,9 @@ MONITOR_TICK = 0.010
 IDLE_PROBE = 2.0
 STALL_TARGET_MS = 20.0
 TARGET_N = 5000
+BLOCKED_WARNING_LATE = 0.100
+"""Airflow's triggerer warns when its 0.1 s watchdog sleep takes over 0.2 s
+(``[triggerer] blocked_main_thread_warning_threshold``): a stall of 100 ms or more."""
 FLOOR_OBJECTS = 0
 IMPLS = ("ours", "baseline", "floor")
 INPUT_LINE = (
@@ -190,8 +206,8 @@ class FakeServerProcess:
             return json.loads(response.read())
 
     def get_batch_requests(self) -> int:
-        stats = self.control("GET", "stats")
-        return int(stats["requests"].get("GET /v1/batches/{batch_id}", 0))  # type: ignore[index]
+        """Reads of batches: list pages and single GETs."""
+        return batch_reads(self.root)
 
     def cpu_seconds(self) -> float:
         import psutil
@@ -302,17 +318,17 @@ def worker(args: argparse.Namespace) -> None:
     import psutil
 
     impl, n, interval, duration, latency = args.worker, args.n_one, args.poll_interval, args.duration, args.latency
-    ids = json.loads(Path(args.ids).read_text())[:n]
+    ids = json.loads(Path(args.ids).read_text())[-n:]  # the newest n, oldest first: recent batches
     out = Path(args.out)
     proc = psutil.Process()
     perf = time.perf_counter
 
-    async def timed_aget_batch(self: object, batch_id: str) -> object:
+    async def timed_aget_batch(self: object, batch_id: str, **kwargs: object) -> object:
         started = perf()
         rec.start(batch_id, started)
         ok = False
         try:
-            result = await original(self, batch_id)
+            result = await original(self, batch_id, **kwargs)
             ok = True
             return result
         finally:
@@ -326,10 +342,10 @@ def worker(args: argparse.Namespace) -> None:
             return OpenAIBatchTrigger(batch_id, CONN_ID, interval, end_time)
 
         async def warm_up() -> None:
-            await Hook(CONN_ID).aget_batch(ids[0])
+            await Hook(CONN_ID).apoll_batch(ids[0])
 
-        original = Hook.aget_batch
-        patch = ("aget_batch", timed_aget_batch)
+        original = Hook.apoll_batch
+        patch = ("apoll_batch", timed_aget_batch)
         import airflow_provider_openai_batch.triggers.batch as trigger_module
     elif impl == "floor":
         import _floor_trigger as trigger_module  # type: ignore[import-not-found]
@@ -460,6 +476,7 @@ def worker(args: argparse.Namespace) -> None:
             stall_max_ms=max(late, default=0.0) * 1e3,
             stall_p99_ms=_pct(late, 0.99) * 1e3,
             stalls_over_20ms=sum(1 for x in late if x > 0.020),
+            stalls_over_100ms=sum(1 for x in late if x >= BLOCKED_WARNING_LATE),
             stall_max_nogc_ms=max(no_gc, default=0.0) * 1e3,
             stall_p99_nogc_ms=_pct(no_gc, 0.99) * 1e3,
             monitor_ticks=len(late),
@@ -524,6 +541,7 @@ def worker(args: argparse.Namespace) -> None:
         def watchdog() -> None:
             time.sleep(max(0.0, t0 + duration - perf()))
             snapshot(t0, cpu0, rss0)
+            result.update(sampler.figures())
             count_objects(objects0)
             loop.call_soon_threadsafe(stop.set)
             if not done.wait(args.grace):
@@ -531,6 +549,7 @@ def worker(args: argparse.Namespace) -> None:
                 os._exit(0)
 
         threading.Thread(target=watchdog, name="bench-watchdog", daemon=True).start()
+        sampler = IntervalSampler(args.server_root, interval, t0, duration).start()
 
         async def spawn() -> None:
             # Triggers arrive spread over the first poll interval, as they would in a triggerer.
@@ -576,6 +595,7 @@ def run_one(
 ) -> dict:
     out = tmp / f"{impl}-{n}.json"
     log = tmp / f"{impl}-{n}.log"
+    duration = window_for(impl, n, args)
     home = tmp / f"home-{impl}-{n}"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -592,8 +612,9 @@ def run_one(
     env["PYTHONPATH"] = os.pathsep.join(paths)
     cmd = [
         sys.executable, __file__, "--worker", impl, "--n-one", str(n), "--ids", str(ids_path), "--out", str(out),
-        "--poll-interval", str(args.poll_interval), "--duration", str(args.duration),
+        "--poll-interval", str(args.poll_interval), "--duration", str(duration),
         "--latency", str(args.latency), "--grace", str(args.grace), "--arrival", args.arrival,
+        "--server-root", url.rsplit("/v1", 1)[0],
     ]  # fmt: skip
     if args.gc_freeze:
         cmd.append("--gc-freeze")
@@ -607,7 +628,7 @@ def run_one(
     with open(log, "w") as handle:
         proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
         try:
-            code = proc.wait(args.run_timeout or args.duration + args.grace + 120)
+            code = proc.wait(args.run_timeout or duration + args.grace + 120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -622,6 +643,12 @@ def run_one(
         return result
     tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
     raise RuntimeError(f"{impl} N={n} produced no figures (exit {code}): {tail}")
+
+
+def window_for(impl: str, n: int, args: argparse.Namespace) -> float:
+    """The measured window: ``--windows`` for ours and the control, ``--duration`` for the baseline."""
+    windows = {int(k): float(v) for k, v in (pair.split(":") for pair in (args.windows or "").split(",") if pair)}
+    return windows.get(n, args.duration) if impl != "baseline" else args.duration
 
 
 def fmt(value: object, digits: int = 1) -> str:
@@ -650,7 +677,11 @@ ROWS = [
     ("polls done / scheduled", "schedule_pct", "%", 1),
     ("triggers that polled", "triggers_polled", "", 0),
     ("poll errors", "poll_errors", "", 0),
-    ("server GET /batches/{id} count", "server_polls", "", 0),
+    ("server batch reads (pages + GETs)", "server_polls", "", 0),
+    ("API requests per interval, steady max", "requests_per_interval_max", "", 0),
+    ("API requests per interval, steady mean", "requests_per_interval_mean", "", 1),
+    ("API requests, first 2 intervals max", "requests_per_interval_ramp_max", "", 0),
+    ("loop stalls >= 100 ms (Airflow warns)", "stalls_over_100ms", "", 0),
     ("fake server CPU (of 1 core)", "server_cpu_pct", "%", 0),
     ("longest GC pause", "gc_max_ms", "ms", 1),
     ("full (gen 2) GC runs", "gc_full_collections", "", 0),
@@ -688,9 +719,11 @@ def print_table(n: int, results: dict[str, dict]) -> None:
 def figures_for(n: int, results: dict[str, dict], arrival: str) -> list[dict]:
     ours, base = results.get("ours"), results.get("baseline")
     specs = [
+        ("API requests per poll interval (steady, max)", "requests_per_interval_max", "", 0),
         ("longest event-loop stall", "stall_max_ms", "ms", 2),
         ("longest event-loop stall, GC pauses taken out", "stall_max_nogc_ms", "ms", 2),
         ("event-loop stall p99", "stall_p99_ms", "ms", 2),
+        ("GC-tracked objects per waiting trigger", "objects_per_trigger", "", 0),
         ("poll drift mean", "drift_mean_ms", "ms", 2),
         ("poll drift max", "drift_max_ms", "ms", 1),
         ("poll round trip p99", "rtt_p99_ms", "ms", 1),
@@ -705,15 +738,22 @@ def figures_for(n: int, results: dict[str, dict], arrival: str) -> list[dict]:
         b = base.get(key) if base else None
         ratio = round(a / b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
         target = "context"
-        if key == "stall_max_ms" and n == TARGET_N and arrival == "spread":
-            target = f"ours < {STALL_TARGET_MS:g} ms at N = {TARGET_N}"
+        if key == "stall_max_ms" and n == 1000:
+            target = f"ours < {STALL_TARGET_MS:g} ms over the window, none >= 100 ms"
+        elif key == "stall_max_ms" and n == TARGET_N:
+            target = "ours <= 1.25x the control (row below)"
+        elif key == "stall_p99_ms" and n == TARGET_N:
+            target = "ours < 5 ms"
         elif key == "stall_max_nogc_ms":
             target = "context: the stall without CPython's garbage-collector pauses"
-        elif key == "stall_max_ms":
-            target = f"context (target < {STALL_TARGET_MS:g} ms applies at N = {TARGET_N})"
+        if key == "requests_per_interval_max" and n in (1000, TARGET_N):
+            target = f"ours <= {math.ceil(n / 100) + 5} (ceil(N/100) + 5)"
+        window = ours.get("window_s") if ours else None
         figures.append(
             {
-                "figure": f"{label}, N={n}" + (", burst arrival" if arrival == "burst" else ""),
+                "figure": f"{label}, N={n}"
+                + (f", {window:.0f} s" if window else "")
+                + (", burst arrival" if arrival == "burst" else ""),
                 "ours": round(a, digits) if isinstance(a, float) else a,
                 "baseline": round(b, digits) if isinstance(b, float) else b,
                 "unit": unit,
@@ -741,6 +781,43 @@ def figures_for(n: int, results: dict[str, dict], arrival: str) -> list[dict]:
                 }
             )
     return figures
+
+
+def print_targets(all_results: dict[int, dict[str, dict]]) -> None:
+    """The issue's targets, each met or MISSED, from this run's figures."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print("\ntargets (same run; Airflow imported, collector on):")
+    for n in (1000, TARGET_N):
+        ours = all_results.get(n, {}).get("ours")
+        if ours and ours.get("requests_per_interval_max") is not None:
+            limit, got = math.ceil(n / 100) + 5, ours["requests_per_interval_max"]
+            print(f"  N={n}: API requests per poll interval (steady max) {got} <= {limit}: {verdict(got <= limit)}")
+    ours = all_results.get(1000, {}).get("ours")
+    if ours:
+        stall, blocked = ours["stall_max_ms"], ours["stalls_over_100ms"]
+        print(
+            f"  N=1000: longest stall over {ours['window_s']:.0f} s {stall:.1f} ms < {STALL_TARGET_MS:g} ms: "
+            f"{verdict(stall < STALL_TARGET_MS)}; stalls >= 100 ms (Airflow warns) {blocked}: {verdict(not blocked)}"
+        )
+    ours, floor = all_results.get(TARGET_N, {}).get("ours"), all_results.get(TARGET_N, {}).get("floor")
+    if ours and floor:
+        stall, control = ours["stall_max_ms"], floor["stall_max_ms"]
+        ok = stall <= 1.25 * control
+        ratio = f"x{stall / control:.2f}" if control else "-"
+        line = f"  N={TARGET_N}: longest stall {stall:.1f} ms vs control {control:.1f} ms ({ratio})"
+        print(f"{line}, <= 1.25x: {verdict(ok)}")
+    if ours:
+        p99 = ours["stall_p99_ms"]
+        print(f"  N={TARGET_N}: p99 stall {p99:.2f} ms < 5 ms: {verdict(p99 < 5)}")
+    for n in sorted(all_results):
+        for impl in ("ours", "floor"):
+            res = all_results[n].get(impl)
+            if res and res.get("objects_per_trigger") is not None:
+                objects = res["objects_per_trigger"]
+                print(f"  N={n}: GC-tracked objects per waiting trigger, {impl}: {objects:.0f} (report)")
 
 
 def loadavg() -> str:
@@ -787,6 +864,12 @@ def main() -> None:
         default=FLOOR_OBJECTS,
         help=f"long-lived objects each control ('floor') trigger holds (default {FLOOR_OBJECTS})",
     )
+    parser.add_argument(
+        "--windows",
+        default="1000:300,5000:120",
+        help="N:seconds windows for ours and the control at those N (default 1000:300,5000:120; others --duration)",
+    )
+    parser.add_argument("--server-root", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     parser.add_argument("--n-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
@@ -809,7 +892,7 @@ def main() -> None:
             impls.remove("baseline")
     print(
         f"N = {', '.join(map(str, counts))}; poll interval {args.poll_interval:g} s; window {args.duration:g} s; "
-        f"latency {args.latency * 1e3:g} ms on GET /v1/batches/*; arrival {args.arrival}; "
+        f"latency {args.latency * 1e3:g} ms on GET /v1/batches*; arrival {args.arrival}; "
         f"load average before: {loadavg()}"
     )
     all_results: dict[int, dict[str, dict]] = {}
@@ -822,7 +905,7 @@ def main() -> None:
             ids = create_batches(server.url, max(counts))
             print(f"fake server {server.url}: {len(ids):,} batches created in {time.monotonic() - started:.1f} s")
             server.control(
-                "POST", "faults", {"latency": args.latency, "methods": ["GET"], "path_prefix": "/v1/batches/"}
+                "POST", "faults", {"latency": args.latency, "methods": ["GET"], "path_prefix": "/v1/batches"}
             )
             ids_path = tmp / "ids.json"
             ids_path.write_text(json.dumps(ids))
@@ -856,10 +939,7 @@ def main() -> None:
     for n, results in all_results.items():
         print_table(n, results)
         figures += figures_for(n, results, args.arrival)
-    if TARGET_N in all_results and "ours" in all_results[TARGET_N]:
-        stall = all_results[TARGET_N]["ours"]["stall_max_ms"]
-        verdict = "met" if stall < STALL_TARGET_MS else "MISSED"
-        print(f"\ntarget: longest stall < {STALL_TARGET_MS:g} ms at N = {TARGET_N}: ours {stall:.1f} ms -> {verdict}")
+    print_targets(all_results)
     print(f"load average after: {loadavg()}")
     for failure in failures:
         print(f"failed run: {failure}")

@@ -3,13 +3,15 @@
 The connection (type ``openai_batch``, default id ``openai_default``):
 password = API key; host = base URL including ``/v1`` (empty = ``https://api.openai.com/v1``);
 extra ``organization``, ``project``, and optionally ``auth_header`` (``api-key`` for Azure
-OpenAI key auth), ``timeout`` (seconds), ``max_retries``, and ``dashboard_url`` (a link
-template with ``{batch_id}`` for services other than OpenAI's).
+OpenAI key auth), ``timeout`` (seconds), ``max_retries``, ``dashboard_url`` (a link
+template with ``{batch_id}`` for services other than OpenAI's) and ``shared_poll``
+(``false`` for a service whose list endpoint differs: each trigger then GETs its batch).
 
 Inside a trigger the connection is looked up with the async API so the triggerer's
 event loop never blocks (one lookup serves every hook of the process for a few
-seconds), and every trigger of one connection in the process shares up to 64 pooled
-connections (no TLS handshake per poll).
+seconds), every trigger of one connection in the process shares up to 64 pooled
+connections (no TLS handshake per poll), and their polls share one paged poller
+(:mod:`airflow_provider_openai_batch.waiting.poller`: about one request per 100 batches).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from airflow_provider_openai_batch.compat import BaseHook, get_async_connection
 from airflow_provider_openai_batch.inputs.sources import Source
 from airflow_provider_openai_batch.results.merge import ResultRecord, iter_results
 from airflow_provider_openai_batch.submitting.submission import Submission, submit_once
+from airflow_provider_openai_batch.waiting.poller import shared_poller
 
 
 def base_url_from(host: str | None, port: int | None = None, schema: str | None = None) -> str:
@@ -64,7 +67,15 @@ def config_from_connection(conn: Any) -> ClientConfig:
 
 
 RECENT_LOOKUP_SECONDS = 5.0
-_recent_configs: dict[str, tuple[float, ClientConfig]] = {}
+_recent_configs: dict[str, tuple[float, ClientConfig, bool]] = {}
+
+
+def shared_poll_from(conn: Any) -> bool:
+    """Extra ``shared_poll`` (default true): whether triggers poll through the shared paged poller."""
+    value = (conn.extra_dejson or {}).get("shared_poll", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)
 
 
 def forget_recent_connections() -> None:
@@ -77,8 +88,8 @@ class OpenAIBatchHook(BaseHook):
 
     Sync methods (for workers): ``upload_file``, ``create_batch``, ``submit_once``, ``get_batch``,
     ``cancel_batch``, ``list_batches``, ``get_file``, ``delete_file``, ``iter_file_lines``,
-    ``test_connection``. Async methods (for triggers): ``aget_batch``, ``acancel_batch``,
-    ``alist_batches``.
+    ``test_connection``. Async methods (for triggers): ``aget_batch``, ``apoll_batch``,
+    ``acancel_batch``, ``alist_batches``.
     """
 
     conn_name_attr = "conn_id"
@@ -90,6 +101,7 @@ class OpenAIBatchHook(BaseHook):
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self._async_config: ClientConfig | None = None
+        self._shared_poll = True
         self._async_client: tuple[asyncio.AbstractEventLoop, AsyncOpenAIBatchClient] | None = None
 
     def __repr__(self) -> str:
@@ -113,11 +125,12 @@ class OpenAIBatchHook(BaseHook):
         if self._async_config is None:
             recent = _recent_configs.get(self.conn_id)
             if recent is not None and recent[0] > monotonic():
-                self._async_config = recent[1]
+                _, self._async_config, self._shared_poll = recent
                 return recent[1]
             conn = await get_async_connection(self.conn_id)
             self._async_config = config_from_connection(conn)
-            _recent_configs[self.conn_id] = (monotonic() + RECENT_LOOKUP_SECONDS, self._async_config)
+            self._shared_poll = shared_poll_from(conn)
+            _recent_configs[self.conn_id] = (monotonic() + RECENT_LOOKUP_SECONDS, self._async_config, self._shared_poll)
         return self._async_config
 
     @property
@@ -206,6 +219,18 @@ class OpenAIBatchHook(BaseHook):
 
     async def aget_batch(self, batch_id: str) -> Batch:
         return await (await self.aclient()).get_batch(batch_id)
+
+    async def apoll_batch(self, batch_id: str, *, max_age: float = 0.0) -> Batch:
+        """The batch's state for a trigger's poll, through the connection's shared paged poller.
+
+        ``max_age``: a state read that many seconds ago is good enough (a page read for another
+        trigger may already hold it). With the extra ``shared_poll: false``, a plain GET.
+        Raises what :meth:`aget_batch` raises.
+        """
+        client = await self.aclient()
+        if not self._shared_poll:
+            return await client.get_batch(batch_id)
+        return await shared_poller(client.config).get(batch_id, max_age=max_age)
 
     async def acancel_batch(self, batch_id: str) -> Batch:
         return await (await self.aclient()).cancel_batch(batch_id)

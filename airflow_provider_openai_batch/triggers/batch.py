@@ -2,8 +2,9 @@
 
 The decisions (deadline, outage budget, progress lines, the outcome) are the
 :class:`~airflow_provider_openai_batch.waiting.waiter.Waiter`'s, the same object the
-operator's worker loop and the sensor's poke use. Each poll is one non-blocking HTTP
-request on a pool shared by every trigger of the same connection in the process; the
+operator's worker loop and the sensor's poke use. Polls go through the connection's
+shared paged poller (every trigger of the connection in the process is served by list
+pages, about one request per 100 batches, non-blocking, on pooled connections); the
 connection is looked up with the async API. The deadline ``end_time`` is wall-clock
 epoch seconds, so a triggerer restart resumes the same deadline instead of starting a
 new one. Transient API errors are waited out (up to an outage budget); a permanent one
@@ -28,6 +29,7 @@ from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.compat import BaseTrigger, TriggerEvent
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
+from airflow_provider_openai_batch.waiting.poller import FRESH_SHARE
 from airflow_provider_openai_batch.waiting.waiter import Waiter
 
 DEFAULT_MAX_OUTAGE = defaults.MAX_OUTAGE
@@ -95,8 +97,9 @@ class OpenAIBatchTrigger(BaseTrigger):
         )
 
     async def _get_batch(self, hook: OpenAIBatchHook) -> Batch:
-        """The one place the trigger asks for its batch (a shared poller can take it over here)."""
-        return await hook.aget_batch(self.batch_id)
+        """The one place the trigger asks for its batch: through the connection's shared paged poller,
+        which may answer with a state read for a neighbour up to a third of the poll interval ago."""
+        return await hook.apoll_batch(self.batch_id, max_age=self.poll_interval * FRESH_SHARE)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = OpenAIBatchHook(self.conn_id)

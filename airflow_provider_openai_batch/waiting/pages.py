@@ -170,10 +170,12 @@ class Reading:
         cursor: str | None = FRONT
         while self._can_read_pages() and any(not self.map.placed(i) for i in self.missing):
             cursor = await self._page(cursor)
-            while cursor in self.map.next_page:  # mapped: none of our unplaced batches is on it
+            hopped: set[str] = set()
+            while cursor in self.map.next_page and cursor not in hopped:  # mapped: no unplaced batch is on it
+                hopped.add(cursor)
                 cursor = self.map.next_page[cursor]
-            if cursor is None or cursor == END:
-                return
+            if cursor is None or cursor == END or cursor in hopped:
+                return  # failed, the last page, or a service whose cursor goes round in a circle
 
     async def _read_known_pages(self) -> None:
         """The remembered page of each id still missing, the pages serving the most ids first."""

@@ -22,6 +22,10 @@ What it checks (all checks run; every failure is listed at the end):
 * XComs through the REST API: ``score`` reports 24 questions, ``submit`` pushed ``batch_id``, the
   extra link's ``batch_url`` XCom exists and the links endpoint lists "OpenAI Batch";
 * the fault DAG's server saw one upload, two batches and injected faults;
+* 200 batches waiting together in the one triggerer (a third fake, connection ``openai_fleet``; 200
+  tasks that start in the triggerer, after the other runs, see ``fleet.py``) cost at most
+  ceil(200/100) + 5 API requests per poll interval, counted from that fake's request log, and the
+  triggerer reports no blocked loop while they poll;
 * the API key is in no file under AIRFLOW_HOME (logs included, read after the stop), no XCom, no
   trigger row and no row of any table of the SQLite DB.
 
@@ -50,6 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import fleet  # this directory's helper (the script's directory is on sys.path)
 import httpx
 from cryptography.fernet import Fernet
 from harness import (
@@ -131,6 +136,7 @@ class Deployment:
         shutil.copy(REPO / "example_dags" / "nightly_eval.py", dags / "nightly_eval.py")
         shutil.copytree(REPO / "example_dags" / "data", dags / "data")
         shutil.copy(HERE / "dags" / "deploy_faults.py", dags / "deploy_faults.py")
+        shutil.copy(HERE / "dags" / "deploy_fleet.py", dags / "deploy_fleet.py")
         self.password = secrets.token_urlsafe(16)
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}) + "\n")
         self.fernet_key = Fernet.generate_key().decode()
@@ -165,6 +171,8 @@ class Deployment:
                 "OPENAI_BATCH_POLL_INTERVAL": "2",
                 "OPENAI_BATCH_EXAMPLES_BASE": f"file://{self.home / 'artifacts'}",
                 "OPENAI_BATCH_FAULTS_CONN_ID": "openai_faults",
+                "OPENAI_BATCH_FLEET_IDS": str(self.home / "fleet-ids.json"),
+                "OPENAI_BATCH_FLEET_POLL_INTERVAL": str(fleet.POLL_INTERVAL),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -173,18 +181,22 @@ class Deployment:
     def start_fakes(self) -> None:
         # Validation takes 8 s on the faults server so that its first batch fails (token_limit_exceeded) well
         # after the task deferred: see TRIGGER_MIN_DELAY.
-        for seed, (name, validating) in enumerate((("nightly", 2), ("faults", TRIGGER_MIN_DELAY))):
+        # The fleet's batches stay in_progress for the whole test (see fleet.py).
+        timings = (("nightly", 2, 8), ("faults", TRIGGER_MIN_DELAY, 8), ("fleet", 0, 3600))
+        for seed, (name, validating, in_progress) in enumerate(timings):
             data_dir = self.home / f"fake-openai-{name}"
             data_dir.mkdir()
             argv = [sys.executable, "-m", "airflow_provider_openai_batch.testing", "--port", str(free_port())]
             argv += ["--api-key", SECRET, "--seed", str(seed), "--data-dir", str(data_dir)]
-            argv += ["--validating-seconds", str(validating), "--in-progress-seconds", "8", "--finalizing-seconds", "1"]
+            argv += ["--validating-seconds", str(validating), "--in-progress-seconds", str(in_progress)]
+            argv += ["--finalizing-seconds", "1"]
             self.stack.start(f"fake-openai-{name}", argv, self.env, self.component_logs / f"fake-openai-{name}.log")
-        for name in ("nightly", "faults"):
+        for name in ("nightly", "faults", "fleet"):
             out = self.component_logs / f"fake-openai-{name}.log"
             self.fakes[name] = wait_for(lambda out=out: self.alive() and first_line(out), 30, f"{name} fake's URL")
             log(f"fake OpenAI ({name}) at {self.fakes[name]}")
-        for name, conn_id in (("nightly", "OPENAI_DEFAULT"), ("faults", "OPENAI_FAULTS")):
+        fleet.create_batches(self.fakes["fleet"], SECRET, self.home / "fleet-ids.json")
+        for name, conn_id in (("nightly", "OPENAI_DEFAULT"), ("faults", "OPENAI_FAULTS"), ("fleet", "OPENAI_FLEET")):
             conn = {"conn_type": "openai_batch", "password": SECRET, "host": self.fakes[name]}
             if name == "nightly":  # the UI link of a batch on the fake: its no-auth control page
                 conn["extra"] = {"dashboard_url": self.fakes[name].removesuffix("/v1") + "/_fake/batches/{batch_id}"}
@@ -247,7 +259,8 @@ class Deployment:
             self.stack.check_alive()
             errors = api.get("/importErrors")["import_errors"]
             require(not errors, f"DAG import errors: {json.dumps(errors)[:2000]}")
-            return all(api.request("GET", f"/dags/{dag_id}").status_code == 200 for dag_id in (NIGHTLY, FAULTS))
+            dag_ids = (NIGHTLY, FAULTS, fleet.DAG_ID)
+            return all(api.request("GET", f"/dags/{dag_id}").status_code == 200 for dag_id in dag_ids)
 
         wait_for(parsed, STARTUP_TIMEOUT, "the DAGs to be parsed")
 
@@ -473,6 +486,37 @@ def check_triggerer(dep: Deployment, api: Api) -> None:
         dep.passed.append("triggerer: no blocked-event-loop warning, no trigger failure")
 
 
+def check_fleet(dep: Deployment, api: Api) -> None:
+    """200 batches waiting in the one triggerer: requests per poll interval from the fleet fake's log.
+
+    After the other checks: the 200 tasks start in the triggerer only now, so the blocked-loop
+    warnings of Airflow's start-from-trigger start-up stay out of check_triggerer's verdict.
+    """
+    triggerer_log = dep.component_logs / "triggerer.log"
+    before_fleet = triggerer_log.stat().st_size
+    dep.trigger(api, fleet.DAG_ID)
+    dep.runs.pop(fleet.DAG_ID)  # its batches never finish, and its XComs are none
+
+    def all_polled() -> bool:
+        dep.stack.check_alive()
+        return fleet.polled_triggers(dep.home) >= fleet.BATCHES
+
+    wait_for(all_polled, 150, f"{fleet.BATCHES} fleet triggers running and polled once", interval=1.0)
+    polling_from = triggerer_log.stat().st_size
+    root = dep.fakes["fleet"].removesuffix("/v1")
+    counts = fleet.requests_per_interval(root)
+    stats = dep.fake("fleet", "GET", "stats")
+    raw = triggerer_log.read_bytes()
+    startup = raw[before_fleet:polling_from].decode(errors="replace").count(BLOCKED_WARNING)
+    polling = raw[polling_from:].decode(errors="replace")
+    blocked = [line for line in polling.splitlines() if BLOCKED_WARNING in line]
+    ok = dep.expect(0 < max(counts) <= fleet.LIMIT, f"fleet: requests per interval {counts}, limit {fleet.LIMIT}")
+    ok &= dep.expect(stats["auth_failures"] == 0, "the fleet's fake saw a wrong API key")
+    ok &= dep.expect(not blocked, f"the triggerer's loop was blocked while the fleet polled: {blocked[:3]}")
+    if ok:
+        dep.passed.append(fleet.summary(counts, stats, startup))
+
+
 def check_no_leak_in_xcoms(dep: Deployment, api: Api) -> None:
     values = 0
     for dag_id, run_id in dep.runs.items():
@@ -552,6 +596,7 @@ def main() -> int:
         phase("checks (api)", lambda: check_runs(dep, api, finished))
         phase("checks (triggerer)", lambda: check_triggerer(dep, api))
         phase("checks (xcom leak)", lambda: check_no_leak_in_xcoms(dep, api))
+        phase("fleet", lambda: check_fleet(dep, api))
         # Stop first, so that every log is complete when it is searched for the key.
         stop_everything()
         phase("checks (files+db leak)", lambda: check_no_leak_at_rest(dep))

@@ -6,7 +6,8 @@ server, driven through the trigger's ``run()``, the operator's non-deferrable wa
 sensor in ``poke`` and in ``reschedule`` mode. Every path must end with the same
 :class:`WaitOutcome` - status, ids, counts, errors and message. Request ids (one per HTTP
 response) are the only text that may differ, so they are blanked before comparing. The
-connection allows no retries inside a call, so every error reaches the Waiter itself.
+connection allows no retries inside a call, so every error reaches the Waiter itself, and
+turns the shared paged poller off, so the trigger asks by id as the other paths do.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ class Outcomes:
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, server: FakeOpenAIServer, key: str = SECRET) -> None:
-    conn = {"conn_type": "openai_batch", "password": key, "host": server.url, "extra": {"max_retries": 0}}
+    # Every path asks for the batch by id here (shared_poll off), so requests and messages line up;
+    # the shared poller's group behaviour is tested in tests/unit/test_shared_poller.py.
+    extra = {"max_retries": 0, "shared_poll": False}
+    conn = {"conn_type": "openai_batch", "password": key, "host": server.url, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_OPENAI_DEFAULT", json.dumps(conn))
     forget_recent_connections()
 

@@ -273,3 +273,29 @@ async def test_hooks_share_a_lookup_made_seconds_ago_and_see_a_changed_connectio
     monkeypatch.setattr(hook_module, "monotonic", lambda: later)
     assert (await OpenAIBatchHook(conn).aconfig()).organization == "org-changed"
     assert lookups == [conn, conn]
+
+
+@pytest.mark.parametrize("shared_poll", [None, False, "false"])
+async def test_apoll_batch_goes_through_the_shared_poller_unless_turned_off(
+    server, monkeypatch, input_path, shared_poll
+):
+    from airflow_provider_openai_batch.waiting.poller import SHARED_POLLERS
+
+    extra = {} if shared_poll is None else {"shared_poll": shared_poll}
+    set_connection(monkeypatch, CONN_ID, password=API_KEY, host=server.url, **extra)
+    sync_hook = OpenAIBatchHook(CONN_ID)
+    file_id = sync_hook.upload_file(input_path).id
+    ids = [sync_hook.create_batch(file_id, CHAT).id for _ in range(3)]
+    before = len(server.requests)
+    try:
+        hooks = [OpenAIBatchHook(CONN_ID) for _ in ids]
+        batches = await asyncio.gather(*(h.apoll_batch(i) for h, i in zip(hooks, ids, strict=True)))
+    finally:
+        SHARED_POLLERS._by_loop.pop(asyncio.get_running_loop(), None)
+        await close_loop_pools()
+    assert [b.id for b in batches] == ids
+    routes = [r.route for r in server.requests[before:]]
+    if shared_poll is None:
+        assert routes == ["/v1/batches"], "three triggers, one list page"
+    else:
+        assert routes == ["/v1/batches/{batch_id}"] * 3, "turned off: one GET per trigger"

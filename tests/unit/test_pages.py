@@ -108,3 +108,37 @@ async def test_a_list_endpoint_that_differs_falls_back_to_single_gets(server, ba
     assert all(isinstance(a, Batch) for a in answers.values())
     assert [r.status for r in list_requests(server, before)] == [404]
     assert len(get_requests(server, before)) == 3
+
+
+async def test_a_list_that_ignores_the_cursor_cannot_loop_the_reading():
+    """A service (no server here can) whose list always answers the same page and says there is more."""
+    import json
+
+    import httpx
+
+    from airflow_provider_openai_batch.api.client import ClientConfig
+
+    def batch(batch_id: str) -> dict:
+        return {"id": batch_id, "object": "batch", "status": "in_progress"}
+
+    page = {"object": "list", "data": [batch(f"batch_{i}") for i in range(3)], "has_more": True}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/batches":
+            return httpx.Response(200, json=page)
+        return httpx.Response(200, content=json.dumps(batch(request.url.path.rsplit("/", 1)[-1])))
+
+    config = ClientConfig(api_key="sk-x", base_url="http://service.test/v1", retry=RetryPolicy(max_attempts=1))
+    http = httpx.AsyncClient(base_url=config.base_url + "/", transport=httpx.MockTransport(answer))
+    client = AsyncOpenAIBatchClient(config, http=http)
+    pages = PageMap()
+    try:
+        for _ in range(3):
+            reading = await Reading(client, ["batch_1", "batch_elsewhere"], pages=pages, page_budget=50).run()
+            assert {i: b.id for i, b in reading.found.items()} == {
+                "batch_1": "batch_1",
+                "batch_elsewhere": "batch_elsewhere",
+            }
+            assert reading.page_requests <= 3 and reading.get_requests == 1
+    finally:
+        await http.aclose()
