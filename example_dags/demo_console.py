@@ -7,6 +7,7 @@ what Airflow's log handlers and the tasks' ``print`` write to) at a file, and ha
 on the real terminal. :class:`RunWatcher` then prints, from a background thread:
 
 * each task's state when it changes (read from the Airflow DB, as the UI would), from ``running`` on;
+  ``running`` itself comes from ``dag.test()``'s log line, as a short task can run between two looks;
   a task waiting for its trigger shows as ``deferred`` (``dag.test()`` keeps it ``queued`` meanwhile);
 * the batch's progress as the trigger logs it (``in_progress 10/24 (41.7%), 1 failed``), picked
   out of the log file; on an interactive terminal the progress line is rewritten in place.
@@ -39,6 +40,10 @@ EXCEPTION = re.compile(r"^(?:[a-z_][\w]*\.)*(?P<name>[A-Z]\w*(?:Error|Exception|
 
 TROUBLE_STATES = {"failed", "up_for_retry", "upstream_failed"}
 """States printed with the last exception found in the log, so the terminal says why."""
+
+STARTING = re.compile(r"\[DAG TEST\] starting task_id=(?P<task_id>[\w.-]+)")
+"""``dag.test()``'s log line as it starts a task. A quick task can be ``running`` for less than one
+look at the DB, so its ``running`` line comes from here, where nothing is missed."""
 
 QUIET_STATES = {None, "none", "scheduled", "queued"}
 """States every task passes through on its way to ``running``: not worth a line each."""
@@ -174,12 +179,17 @@ class RunWatcher:
             name = str(getattr(state, "value", state)).lower() if state is not None else None
             if name in ("queued", "scheduled") and next_method is not None:
                 name = "deferred"  # dag.test() queues a deferred task while it runs the trigger in line
-            if name in QUIET_STATES or self.states.get(task_id) == name:
-                continue
-            self.states[task_id] = name
-            retry = f" (try {try_number})" if try_number and try_number > 1 else ""
-            why = f": {self.last_error}" if name in TROUBLE_STATES and self.last_error else ""
-            self._print(f"{task_id:<15} {name}{retry}{why}")
+            if name not in QUIET_STATES:
+                self._note_state(task_id, name, try_number=try_number)
+
+    def _note_state(self, task_id: str, name: str, *, try_number: int | None) -> None:
+        """Print ``task_id``'s new state, once per change, whichever source saw it first."""
+        if self.states.get(task_id) == name:
+            return
+        self.states[task_id] = name
+        retry = f" (try {try_number})" if try_number and try_number > 1 else ""
+        why = f": {self.last_error}" if name in TROUBLE_STATES and self.last_error else ""
+        self._print(f"{task_id:<15} {name}{retry}{why}")
 
     def _poll_log(self) -> None:
         if not self.log_path.exists():
@@ -191,6 +201,9 @@ class RunWatcher:
         *lines, self._pending = (self._pending + chunk).split(b"\n")
         for raw in lines:
             text = raw.decode("utf-8", "replace")
+            starting = STARTING.search(text)
+            if starting is not None:
+                self._note_state(starting["task_id"], "running", try_number=None)
             error = EXCEPTION.match(text)
             if error is not None:
                 self.last_error = f"{error['name']}: {error['message']}"[:160]
