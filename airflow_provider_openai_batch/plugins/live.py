@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
+from airflow_provider_openai_batch.waiting.pages import default_page_budget
 from airflow_provider_openai_batch.waiting.poller import read_batches
 
 TTL_SECONDS = 30.0
@@ -99,7 +100,12 @@ class LiveStates:
             to_read = [i for i in wanted if i not in conn.batches or not _final(conn.batches[i][0])]
             if to_read:
                 client = await hook.aclient()
-                answers = await asyncio.wait_for(read_batches(client, to_read), self.read_timeout)
+                # How many pages to walk depends on how deep the oldest batch to read sits in the list, and
+                # the final batches of this listing sit in front of it too: budget for all of them. (For
+                # ``to_read`` alone, 400 in flight among 1,000 cost 7 pages + 120 single GETs a refresh.)
+                budget = default_page_budget(len(wanted))
+                reading = read_batches(client, to_read, page_budget=budget)
+                answers = await asyncio.wait_for(reading, self.read_timeout)
         except TimeoutError:
             problem = f"Connection {conn_id!r}: the API did not answer within {self.read_timeout:g} s"
         except Exception as error:  # a missing connection, no key, a dead service: show what is known

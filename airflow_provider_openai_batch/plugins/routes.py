@@ -16,7 +16,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.compat import Log, SessionDep
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.plugins.auth import CurrentUser, may_edit_dag, readable_dag_ids, user_name
+from airflow_provider_openai_batch.plugins.auth import (
+    CurrentUser,
+    editable_dag_ids,
+    may_edit_dag,
+    readable_dag_ids,
+    user_name,
+)
 from airflow_provider_openai_batch.plugins.live import Known, LiveStates
 from airflow_provider_openai_batch.plugins.records import (
     BatchRecord,
@@ -73,7 +79,7 @@ async def list_batches(
     records = load_records(session, dag_ids, where)
     states, problems = await _states(live_states(request), records)
     now = time.time()
-    editable = {r.dag_id for r in records if may_edit_dag(user, r.dag_id)} if records else set()
+    editable = editable_dag_ids(user) if records else set()
     rows = [make_row(r, states[r.batch_id], now, can_cancel=r.dag_id in editable) for r in records]
     since = now - hours * 3600
     rows = [r for r in rows if r["in_flight"] or r["status"] == "unknown" or (r["created_at"] or now) >= since]
