@@ -59,14 +59,14 @@ def migrate() -> None:
 
 def record_batches(batch_ids: list[str], dags: int = DAGS) -> list[str]:
     """One DAG run, ``batch`` task instance and XComs per batch (oldest first), round-robin over ``dags``."""
-    from sqlalchemy import insert
-
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import insert
+
     from airflow_provider_openai_batch.links import RECORD_XCOM_KEY, batch_record
 
     dag_ids = [f"nightly_evals_{n:02d}" for n in range(dags)]
@@ -132,10 +132,10 @@ def plugin_app(app):
 
 def bare_records_query() -> int:
     """The metadata read every listing starts with, alone: the ``openai_batch`` XComs, decoded."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
+
     from airflow_provider_openai_batch.links import RECORD_XCOM_KEY
 
     query = select(

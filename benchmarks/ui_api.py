@@ -33,16 +33,12 @@ import asyncio
 import json
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _ui_airflow import airflow_home, api_server_app, bare_records_query, migrate, plugin_app, record_batches
+from _ui_fleet import KEY, api_requests, seed, state_counts
 
-from _ui_airflow import airflow_home, api_server_app, bare_records_query, migrate, plugin_app, record_batches  # noqa: E402
-from _ui_fleet import KEY, api_requests, seed, state_counts  # noqa: E402
-
-from airflow_provider_openai_batch.testing import FakeOpenAIServer  # noqa: E402
+from airflow_provider_openai_batch.testing import FakeOpenAIServer
 
 WARM_TARGET_MS, COLD_TARGET_MS = 300.0, 1500.0
 NAIVE_CONCURRENCY = 8
@@ -163,16 +159,27 @@ def report(count: int, out: dict, quick: bool) -> list[dict]:
     naive_refresh_ms = statistics.median(ms for ms, _ in out["naive_refresh"])
     naive_refresh_calls = max(calls for _, calls in out["naive_refresh"])
     call_target = math.ceil(count / 100) + 5
-    print(f"\nbaselines: bare metadata query {bare_ms:.1f} ms (median); naive GET per batch: cold "
-          f"{naive_cold_ms:.0f} ms / {naive_cold_calls} calls, refresh {naive_refresh_ms:.0f} ms / "
-          f"{naive_refresh_calls} calls")
+    print(
+        f"\nbaselines: bare metadata query {bare_ms:.1f} ms (median); naive GET per batch: cold "
+        f"{naive_cold_ms:.0f} ms / {naive_cold_calls} calls, refresh {naive_refresh_ms:.0f} ms / "
+        f"{naive_refresh_calls} calls"
+    )
 
     def add(name: str, ours: float, baseline: float, unit: str, target: str, limit: float) -> None:
         ratio = round(ours / baseline, 3) if baseline else None
-        print(f"  {name:<48} {ours:>8.1f} {unit:<5} baseline {baseline:>8.1f}  target {target:<8} "
-              f"{verdict(ours, limit)}")
-        figures.append({"figure": name, "ours": round(ours, 1), "baseline": round(baseline, 1), "unit": unit,
-                        "ratio": ratio, "target": target})
+        print(
+            f"  {name:<48} {ours:>8.1f} {unit:<5} baseline {baseline:>8.1f}  target {target:<8} {verdict(ours, limit)}"
+        )
+        figures.append(
+            {
+                "figure": name,
+                "ours": round(ours, 1),
+                "baseline": round(baseline, 1),
+                "unit": unit,
+                "ratio": ratio,
+                "target": target,
+            }
+        )
 
     label = f"{count} batches" + (" (--quick)" if quick else "")
     print(f"\nGET /openai-batch/api/batches, {label}:")
@@ -188,8 +195,14 @@ def report(count: int, out: dict, quick: bool) -> list[dict]:
             add(f"{kind} listing, limit={limit}, median", median, base_ms, "ms", target, target_ms)
             add(f"{kind} listing, limit={limit}, max", worst, base_ms, "ms", target, target_ms)
             if calls_key:
-                add(f"API calls per {kind} listing, limit={limit}", max(seen[calls_key]), base_calls, "calls",
-                    f"<= {call_target}", call_target)
+                add(
+                    f"API calls per {kind} listing, limit={limit}",
+                    max(seen[calls_key]),
+                    base_calls,
+                    "calls",
+                    f"<= {call_target}",
+                    call_target,
+                )
     return figures
 
 
