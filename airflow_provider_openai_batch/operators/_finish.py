@@ -1,5 +1,5 @@
 """What the operator and the sensor share around the Waiter: the deferrable default, the UI link,
-the deferral backstop, and the one way a task finishes a wait (floor 3).
+the deferral backstop, the one way a task finishes a wait, and cancelling a batch the task owns (floor 3).
 
 Finishing is the same for both: push ``output_file_id``, ``error_file_id`` and ``request_counts``
 (also for expired/cancelled batches, whose partial output was paid for), cancel a timed-out
@@ -10,7 +10,6 @@ batch when the task owns it, then pass or fail on the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -75,19 +74,22 @@ def finish(
     outcome: WaitOutcome,
     *,
     max_failed_ratio: float | None = None,
-    cancel: Callable[[], bool] | None = None,
+    cancel_with: Any = None,
     final_fails_without_retry: bool = False,
 ) -> WaitOutcome:
     """Push the outcome's ids and counts, then pass (say the message) or raise.
 
-    :param cancel: cancels the batch after a ``timeout`` (the operator owns its batch; the sensor does not).
+    :param cancel_with: the hook that cancels the batch after a ``timeout``, given when the task owns
+        the batch and was asked to (the operator's ``cancel_on_timeout``; the sensor owns none).
     :param final_fails_without_retry: a batch's own end (failed, expired, ...) fails the task without
         retries - a retry would see the same state again (the sensor's choice).
     """
     ti = context["ti"]
     for key, value in outcome.xcom_values().items():
         xcom_push(ti, key, value)
-    cancelled = cancel() if cancel is not None and outcome.status == "timeout" else False
+    cancelled = False
+    if cancel_with is not None and outcome.status == "timeout" and outcome.batch_id:
+        cancelled = cancel_owned(task, cancel_with, outcome.batch_id, "the wait timed out")
     try:
         outcome.check(max_failed_ratio=max_failed_ratio, cancelled=cancelled)
     except BatchTerminalError as error:
@@ -96,3 +98,14 @@ def finish(
         raise
     (task.log.warning if outcome.has_failed_requests else task.log.info)(outcome.message)
     return outcome
+
+
+def cancel_owned(task: Any, hook: Any, batch_id: str, why: str) -> bool:
+    """Cancel a batch the task owns (the operator's, never the sensor's); say why, or why it could not be."""
+    try:
+        batch = hook.cancel_batch(batch_id)
+    except Exception as error:
+        task.log.warning("Could not cancel batch %s after %s: %s", batch_id, why, error)
+        return False
+    task.log.warning("Cancelled batch %s because %s (now %s)", batch_id, why, batch.status.value)
+    return True

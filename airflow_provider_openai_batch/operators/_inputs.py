@@ -1,7 +1,6 @@
 """Where a task's input comes from and its output goes to: one resolution for every operator (floor 3).
 
-Also what the batch operator starts from: the input's fingerprint (validating a local file
-first) and the earliest time its task instance could have created a batch.
+Also the input's fingerprint, validating a local file first (nothing is uploaded when it is bad).
 
 A ``file-...`` id is used as is, a URI (``s3://...``) becomes an Airflow ``ObjectStoragePath``,
 anything else is a local path or an already-open source. Operators share this module
@@ -14,7 +13,6 @@ import hashlib
 import os
 from typing import Any
 
-from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.exceptions import BatchParameterError
 from airflow_provider_openai_batch.inputs.batchfile import BatchFileSummary, validate_batch_file
 from airflow_provider_openai_batch.inputs.sources import describe_source
@@ -76,19 +74,3 @@ def _summary_text(summary: BatchFileSummary) -> str:
         parts.append(f"{summary.blank_lines_skipped:,} blank lines left out of the upload")
     parts.append(f"fingerprint {summary.fingerprint[:12]}")
     return ", ".join(parts)
-
-
-def created_after(context: Any) -> float | None:
-    """The earliest time this task instance could have created a batch: its DAG run's ``run_after``.
-
-    A task of a run never starts before the run's ``run_after``, and clearing the run keeps it
-    (unlike ``start_date``), so retries and clears find batches made by earlier tries. A
-    clock-skew margin covers a server clock behind ours. None (no DAG run in the context)
-    falls back to a count-bounded look-up.
-    """
-    dag_run = context.get("dag_run") if hasattr(context, "get") else None
-    for name in ("run_after", "logical_date", "start_date"):
-        when = getattr(dag_run, name, None)
-        if when is not None:
-            return when.timestamp() - defaults.REATTACH_CLOCK_SKEW
-    return None

@@ -8,6 +8,8 @@ triggerer (deferred) or in this worker; finishing is shared with the sensor
 (:mod:`._finish`). A batch that fails with ``token_limit_exceeded`` is resubmitted from the
 same uploaded file after the delay of
 :class:`~airflow_provider_openai_batch.submitting.resubmit.TokenLimitPolicy`, spent deferred.
+This class is the order of the steps; the Airflow side of submitting (state, upload, record,
+the wait to resubmit) is :mod:`._submit`, inputs are :mod:`._inputs`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from airflow_provider_openai_batch.api.models import Batch
 from airflow_provider_openai_batch.api.params import validate_create_params
 from airflow_provider_openai_batch.compat import BaseOperator
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
-from airflow_provider_openai_batch.inputs.sources import describe_source
 from airflow_provider_openai_batch.links import OpenAIBatchLink
-from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, defer_wait, finish, push_link, say
-from airflow_provider_openai_batch.operators._inputs import checked_input, created_after, resolve_input
+from airflow_provider_openai_batch.operators._finish import DEFAULT_DEFERRABLE, cancel_owned, defer_wait, finish, say
+from airflow_provider_openai_batch.operators._inputs import checked_input, resolve_input
+from airflow_provider_openai_batch.operators._submit import start_state, submit, upload, wait_to_resubmit
 from airflow_provider_openai_batch.submitting.resubmit import TokenLimitPolicy
-from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS, idempotency_key
-from airflow_provider_openai_batch.triggers.batch import OpenAIBatchResubmitTrigger
+from airflow_provider_openai_batch.submitting.submission import RESERVED_METADATA_PAIRS
 from airflow_provider_openai_batch.waiting.outcome import ResumeState, WaitOutcome
 from airflow_provider_openai_batch.waiting.waiter import Waiter
 
@@ -126,58 +127,35 @@ class OpenAIBatchOperator(BaseOperator):
             self.retry_on_token_limit, self.token_limit_retry_delay, max_wait=self.token_limit_max_wait
         )
 
+    @property
+    def _create_params(self) -> dict[str, Any]:
+        """What every (re)submission creates its batch with; checked before anything is uploaded."""
+        return {
+            "endpoint": self.endpoint,
+            "completion_window": self.completion_window,
+            "metadata": self.metadata,
+            "output_expires_after": self.output_expires_after,
+        }
+
     # Submit
 
     def execute(self, context: Any) -> str:
         validate_create_params(
-            self.endpoint,
-            self.completion_window,
-            self.metadata,
-            self.output_expires_after,
+            **self._create_params,
             allow_any_completion_window=self.allow_any_completion_window,
             reserved_metadata_pairs=RESERVED_METADATA_PAIRS,
         )
         source, file_id = resolve_input(self.input_file)
         fingerprint, source = checked_input(source, file_id, self.endpoint, self.log, self.skip_blank_lines)
-        ti = context["ti"]
-        state = ResumeState(
-            key=idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1)),
-            fingerprint=fingerprint,
-            end_time=time.time() + self.timeout if self.timeout is not None else None,
-            created_after=created_after(context),
+        state = start_state(context, fingerprint, self.timeout)
+        return self._submit(
+            context, state, lambda: file_id or upload(self, self.hook, source, self.input_file_expires_after)
         )
-        return self._submit(context, state, lambda: file_id or self._upload(source))
-
-    def _upload(self, source: Any) -> str:
-        uploaded = self.hook.upload_file(source, "batch", expires_after=self.input_file_expires_after)
-        self.log.info("Uploaded %s as %s (%s bytes)", describe_source(source), uploaded.id, uploaded.bytes)
-        return uploaded.id
 
     def _submit(self, context: Any, state: ResumeState, input_file_id: Callable[[], str]) -> str:
-        submission = self.hook.submit_once(
-            key=state.key,
-            fingerprint=state.fingerprint,
-            input_file_id=input_file_id,
-            endpoint=self.endpoint,
-            completion_window=self.completion_window,
-            metadata=self.metadata,
-            output_expires_after=self.output_expires_after,
-            created_after=state.created_after,
-        )
-        batch = submission.batch
+        batch = submit(self, context, self.hook, self.conn_id, state, input_file_id, **self._create_params)
         state = state.model_copy(update={"input_file_id": batch.input_file_id})
-        verb = "Re-attached to" if submission.reattached else "Created"
-        self.log.info("%s batch %s (%s) on %s", verb, batch.id, batch.status.value, self.hook.base_url)
-        self._announce(context, batch)
         return self._wait(context, batch, state) if self.wait_for_completion else batch.id
-
-    def _announce(self, context: Any, batch: Batch) -> None:
-        """Record the batch before waiting, so a crash never loses it and the UI link works at once."""
-        self.batch_id = batch.id
-        context["ti"].xcom_push(key="batch_id", value=batch.id)
-        url = push_link(context, self.hook, self.conn_id, batch.id)
-        if url:
-            self.log.info("Follow it at %s", url)
 
     # Wait
 
@@ -198,43 +176,25 @@ class OpenAIBatchOperator(BaseOperator):
         self.batch_id = outcome.batch_id
         delay = self.token_limit.next_delay(outcome)
         if delay is not None and outcome.resume is not None:
-            return self._wait_then_resubmit(context, outcome, outcome.resume, delay)
-        batch_id = outcome.batch_id
-        cancel = (lambda: self._cancel(batch_id, "the wait timed out")) if self.cancel_on_timeout and batch_id else None
-        finish(self, context, outcome, max_failed_ratio=self.max_failed_ratio, cancel=cancel)
-        return str(batch_id)
+            state = wait_to_resubmit(self, self.token_limit, outcome, outcome.resume, delay, deferrable=self.deferrable)
+            return self._resubmit(context, state)
+        owner = self.hook if self.cancel_on_timeout else None
+        finish(self, context, outcome, max_failed_ratio=self.max_failed_ratio, cancel_with=owner)
+        return str(outcome.batch_id)
 
-    # Enqueued-token limit
-
-    def _wait_then_resubmit(self, context: Any, outcome: WaitOutcome, state: ResumeState, delay: float) -> str:
-        state = self.token_limit.after_waiting(state, delay)
-        self.log.warning(self.token_limit.describe(outcome, state, delay))
-        if self.deferrable:
-            carry = state.model_dump(mode="json")
-            self.defer(trigger=OpenAIBatchResubmitTrigger(time.time() + delay, carry), method_name="resubmit")
-        time.sleep(delay)
-        return self._resubmit(context, state)
+    # Enqueued-token limit: the task resumes here after a deferred wait to resubmit
 
     def resubmit(self, context: Any, event: dict[str, Any]) -> str:
         return self._resubmit(context, ResumeState.model_validate(event["carry"]))
 
     def _resubmit(self, context: Any, state: ResumeState) -> str:
-        file_id = state.input_file_id
+        file_id = state.input_file_id  # a resubmission reuses the uploaded file: nothing is uploaded again
         if file_id is None:
             raise ValueError("A resubmission needs the uploaded input file id; the resume state has none")
         return self._submit(context, state, lambda: file_id)
 
     # Cancel what we own
 
-    def _cancel(self, batch_id: str, why: str) -> bool:
-        try:
-            batch = self.hook.cancel_batch(batch_id)
-        except Exception as error:
-            self.log.warning("Could not cancel batch %s after %s: %s", batch_id, why, error)
-            return False
-        self.log.warning("Cancelled batch %s because %s (now %s)", batch_id, why, batch.status.value)
-        return True
-
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.batch_id:
-            self._cancel(self.batch_id, "the task was killed")
+            cancel_owned(self, self.hook, self.batch_id, "the task was killed")

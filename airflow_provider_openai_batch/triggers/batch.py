@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow_provider_openai_batch import defaults
 from airflow_provider_openai_batch.api.models import Batch
-from airflow_provider_openai_batch.compat import BaseTrigger, TriggerEvent
+from airflow_provider_openai_batch.compat import SUPPORTS_TRIGGER_ON_KILL, BaseTrigger, TriggerEvent, log_degraded
 from airflow_provider_openai_batch.hooks.batch import OpenAIBatchHook
 from airflow_provider_openai_batch.waiting.outcome import WaitOutcome
 from airflow_provider_openai_batch.waiting.poller import FRESH_SHARE
@@ -102,6 +102,14 @@ class OpenAIBatchTrigger(BaseTrigger):
         return await hook.apoll_batch(self.batch_id, max_age=self.poll_interval * FRESH_SHARE)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        if self.cancel_on_kill and not SUPPORTS_TRIGGER_ON_KILL:
+            log_degraded(
+                "cancelling the batch when its deferred task is killed (cancel_on_kill)",
+                "3.3",
+                "a deferred task that is killed leaves its batch running (cancel it with "
+                "OpenAIBatchHook.cancel_batch or in the OpenAI dashboard)",
+                self.log,
+            )
         hook = OpenAIBatchHook(self.conn_id)
         waiter = Waiter(
             self.batch_id, poll_interval=self.poll_interval, end_time=self.end_time, max_outage=self.max_outage

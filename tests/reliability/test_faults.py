@@ -179,3 +179,32 @@ def test_killing_the_worker_path_cancels_the_batch_it_owns(server, tmp_path):
     operator.batch_id = batch_id  # what execute() records as soon as the batch exists
     operator.on_kill()
     assert server.batch(batch_id)["status"] in {"cancelling", "cancelled"}
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_an_airflow_without_trigger_on_kill_is_told_once_that_a_killed_deferred_task_leaves_its_batch(
+    server, tmp_path, monkeypatch, cancel_on_kill
+):
+    """Before Airflow 3.3 the triggerer never calls ``on_kill``: a trigger asked to cancel says so, once."""
+    from airflow_provider_openai_batch import compat
+    from airflow_provider_openai_batch.triggers import batch as trigger_module
+
+    said: list[tuple[tuple, bool]] = []
+
+    def spy(*args: object) -> bool:
+        logged = compat.log_degraded(*args)  # type: ignore[arg-type]
+        said.append((args, logged))
+        return logged
+
+    monkeypatch.setattr(trigger_module, "SUPPORTS_TRIGGER_ON_KILL", False)
+    monkeypatch.setattr(trigger_module, "log_degraded", spy)
+    monkeypatch.setattr(compat, "_said", set())
+    for batch_id in [create_batch(server, tmp_path) for _ in range(2)]:
+        trigger = OpenAIBatchTrigger(batch_id, "openai_default", poll_interval=0.2, cancel_on_kill=cancel_on_kill)
+        assert asyncio.run(first_event(trigger, timeout=30))["status"] == "completed"
+    if not cancel_on_kill:
+        assert said == []
+        return
+    assert [logged for _, logged in said] == [True, False]  # asked by both triggers, logged by the first only
+    feature, needs, instead = said[0][0][:3]
+    assert "cancel_on_kill" in feature and needs == "3.3" and "leaves its batch running" in instead
