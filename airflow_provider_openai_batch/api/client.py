@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.api.models import Batch, FileDeleted, FileObject, ListPage
+from airflow_provider_openai_batch.api.raw_pages import RawPage, parse_raw_page
 from airflow_provider_openai_batch.api.transport import (
     DEFAULT_BASE_URL,
     SHARED_POOLS,
@@ -297,6 +298,14 @@ class AsyncOpenAIBatchClient:
 
     async def list_batches(self, *, after: str | None = None, limit: int = 100) -> ListPage[Batch]:
         return _model(ListPage[Batch], await self.request("GET", "batches", params=_list_params(after, limit)))
+
+    async def get_batch_json(self, batch_id: str) -> bytes:
+        """The batch as the JSON the API sent, parsed by whoever needs it (see :mod:`.raw_pages`)."""
+        return (await self.request("GET", f"batches/{batch_id}")).content
+
+    async def list_batches_json(self, *, after: str | None = None, limit: int = 100) -> RawPage:
+        """A list page with each batch kept as its JSON (see :mod:`.raw_pages`)."""
+        return parse_raw_page((await self.request("GET", "batches", params=_list_params(after, limit))).content)
 
     async def iter_batches(self, *, page_size: int = 100, max_items: int | None = None) -> AsyncIterator[Batch]:
         after: str | None = None

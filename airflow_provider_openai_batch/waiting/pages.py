@@ -13,6 +13,9 @@ authentication error stops the reading at once, and every batch not read yet get
 error: sending more requests into a rate limit or with a rejected key only makes it worse.
 A list page refused for another reason (400, 404, 405: an OpenAI-compatible service whose
 list endpoint differs) is not fatal: the batches are then read one by one.
+
+A reading keeps each batch as the JSON the API sent (:mod:`~airflow_provider_openai_batch.api.raw_pages`
+says why) and builds :class:`Batch` models only for the answers asked for.
 """
 
 from __future__ import annotations
@@ -35,10 +38,20 @@ AUTH_STATUSES = frozenset({401, 403})
 
 Answer = Batch | Exception
 """What a reading gives for one batch id: the batch, or the error that kept it from being read."""
+Notice = Callable[[str, bytes], None]
+"""Told ``(batch id, the batch's JSON)`` for each batch read that is wanted or watched."""
 FRONT = ""
 """The cursor of the first (newest) page: no ``after``. It is the one page whose content shifts."""
 END = "\0end"
 """The "next page" of the last page."""
+
+
+def parse_batch(raw: bytes) -> Answer:
+    """The batch in ``raw``, or the ``ValueError`` saying why it is none (this id's problem only)."""
+    try:
+        return Batch.model_validate_json(raw)
+    except ValueError as error:
+        return error
 
 
 def default_page_budget(count: int) -> int:
@@ -84,9 +97,10 @@ class Reading:
 
     ``pages`` (a :class:`PageMap`, read and updated) says where batches were seen: a batch
     with a known page is read from it; the others by walking from the front, within
-    ``page_budget`` page requests in all. ``notice`` is called with each batch read that is
-    wanted or ``watched`` (ids whose state is worth having when a page happens to show them),
-    as soon as its page or GET arrives.
+    ``page_budget`` page requests in all. ``notice`` is called with the id and JSON of each
+    batch read that is wanted or ``watched`` (ids whose state is worth having when a page happens
+    to show them), as soon as its page or GET arrives. ``found`` keeps the JSON of each wanted
+    batch; :meth:`answers` parses them.
     """
 
     def __init__(
@@ -97,7 +111,7 @@ class Reading:
         page_budget: int | None = None,
         pages: PageMap | None = None,
         watched: Container[str] = (),
-        notice: Callable[[Batch], None] | None = None,
+        notice: Notice | None = None,
         concurrency: int = GET_CONCURRENCY,
     ) -> None:
         self.client = client
@@ -107,7 +121,7 @@ class Reading:
         self.watched = watched
         self.notice = notice
         self.concurrency = max(1, concurrency)
-        self.found: dict[str, Batch] = {}
+        self.found: dict[str, bytes] = {}
         self.errors: dict[str, Exception] = {}
         self.stopped: OpenAIAPIError | None = None
         """The error that ended the reading early (every id left unread got it)."""
@@ -117,7 +131,8 @@ class Reading:
         self._list_refused = False
 
     def answers(self) -> dict[str, Answer]:
-        return {**self.errors, **self.found}
+        """Per id: the batch (parsed now), or the error that kept it from being read or parsed."""
+        return {**self.errors, **{batch_id: parse_batch(raw) for batch_id, raw in self.found.items()}}
 
     @property
     def missing(self) -> set[str]:
@@ -138,26 +153,27 @@ class Reading:
         """Read one list page and file its batches; the next page's cursor (END after the last)."""
         self.page_requests += 1
         try:
-            page = await self.client.list_batches(after=cursor or None, limit=PAGE_SIZE)
+            page = await self.client.list_batches_json(after=cursor or None, limit=PAGE_SIZE)
         except OpenAIAPIError as error:
             if stops_reading(error):
                 self.stopped = self.stopped or error
             else:
                 self._list_refused = True
             return None
-        except ValueError:  # a list body of another shape (pydantic's ValidationError): read one by one
+        except ValueError:  # a list body of another shape (msgspec's ValidationError): read one by one
             self._list_refused = True
             return None
         self._pages_read.add(cursor)
-        following = page.data[-1].id if page.has_more and page.data else END
-        self.map.file(cursor, [batch.id for batch in page.data], following)
-        for batch in page.data:
-            if batch.id in self.wanted:
-                self.found[batch.id] = batch
-            elif batch.id not in self.watched:
+        ids = [batch_id for batch_id, _ in page.items]
+        following = ids[-1] if page.has_more and ids else END
+        self.map.file(cursor, ids, following)
+        for batch_id, raw in page.items:
+            if batch_id in self.wanted:
+                self.found[batch_id] = raw
+            elif batch_id not in self.watched:
                 continue
             if self.notice is not None:
-                self.notice(batch)
+                self.notice(batch_id, raw)
         return following
 
     def _can_read_pages(self) -> bool:
@@ -199,19 +215,16 @@ class Reading:
                 return
             self.get_requests += 1
             try:
-                batch = await self.client.get_batch(batch_id)
+                raw = await self.client.get_batch_json(batch_id)
             except OpenAIAPIError as error:
                 if stops_reading(error):
                     self.stopped = self.stopped or error
                 else:
                     self.errors[batch_id] = error
                 return
-            except ValueError as error:  # a body that is no batch: this id's problem only
-                self.errors[batch_id] = error
-                return
-            self.found[batch_id] = batch
+            self.found[batch_id] = raw  # a body that is no batch fails when parsed: this id's problem only
             if self.notice is not None:
-                self.notice(batch)
+                self.notice(batch_id, raw)
 
         await self._bounded(get(batch_id) for batch_id in sorted(self.missing))
 

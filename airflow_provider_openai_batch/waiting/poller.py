@@ -9,7 +9,10 @@ round, and one round reads their batches with list pages (up to 100 batches a re
 :mod:`~airflow_provider_openai_batch.waiting.pages`), remembering on which page each batch
 was, so the next round reads just those pages. A page also shows batches whose triggers are
 not due yet: their state is kept, and a trigger that accepts a state ``max_age`` seconds old
-(the trigger passes a third of its poll interval) is answered without a request.
+(the trigger passes a third of its poll interval) is answered without a request. States are
+kept as the JSON the API sent and parsed for the caller that asks (a kept model would be five
+objects for CPython's collector, replaced every round: see
+:mod:`~airflow_provider_openai_batch.api.raw_pages`).
 
 Errors, decided for the group: the requests of a round are sent once each, and a round that
 meets a rate limit or an outage stops sending, waits once for the whole group (``Retry-After``
@@ -37,6 +40,7 @@ from airflow_provider_openai_batch.waiting.pages import (
     PageMap,
     Reading,
     default_page_budget,
+    parse_batch,
     read_batches,
 )
 
@@ -86,7 +90,7 @@ class SharedPoller:
         self._waiting: dict[str, list[asyncio.Future[Batch]]] = {}
         self._pages = PageMap()
         self._watch_until: dict[str, float] = {}
-        self._state: dict[str, Batch] = {}
+        self._state: dict[str, bytes] = {}
         self._read_at: dict[str, float] = {}
         self._longest_max_age = 0.0
         self._tidied = monotonic()
@@ -112,7 +116,7 @@ class SharedPoller:
             self._longest_max_age = max(self._longest_max_age, max_age)
             read_at = self._read_at.get(batch_id)
             if read_at is not None and now - read_at <= max_age:
-                return self._state[batch_id]
+                return _batch_or_raise(self._state[batch_id])
         future: asyncio.Future[Batch] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(batch_id, []).append(future)
         if self._runner is None or self._runner.done():
@@ -197,14 +201,21 @@ class SharedPoller:
         unplaced = any(not self._pages.placed(batch_id) for batch_id in wanted)
         return default_page_budget(len(wanted)) + (WALK_AHEAD if unplaced else 0)
 
-    def _notice(self, batch: Batch) -> None:
-        """A batch was read: keep its state and answer whoever waits for it."""
-        batch_id = batch.id
-        self._state[batch_id] = batch
+    def _notice(self, batch_id: str, raw: bytes) -> None:
+        """A batch was read: keep its JSON and answer whoever waits for it (parsed once for them)."""
+        self._state[batch_id] = raw
         self._read_at[batch_id] = monotonic()
-        for future in self._waiting.pop(batch_id, ()):
-            if not future.done():
-                future.set_result(batch)
+        waiters = self._waiting.pop(batch_id, ())
+        if not waiters:
+            return
+        answer = parse_batch(raw)
+        for future in waiters:
+            if future.done():
+                continue
+            if isinstance(answer, Batch):
+                future.set_result(answer)
+            else:
+                future.set_exception(answer)
 
     def _fail(self, batch_ids: Collection[str], error: BaseException) -> None:
         for batch_id in batch_ids:
@@ -225,6 +236,13 @@ class SharedPoller:
             self._forget(batch_id)
         if len(self._pages.position) > MAPPED_PER_WATCHED * len(self._watch_until) + MAPPED_SPARE:
             self._pages.keep_only(self._watch_until)
+
+
+def _batch_or_raise(raw: bytes) -> Batch:
+    answer = parse_batch(raw)
+    if isinstance(answer, Batch):
+        return answer
+    raise answer
 
 
 class _Every:

@@ -7,6 +7,8 @@ stops the reading (401, 429 after the client's retries) is every unread id's ans
 
 from __future__ import annotations
 
+import gc
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,8 +16,9 @@ import pytest
 from airflow_provider_openai_batch.api.client import AsyncOpenAIBatchClient
 from airflow_provider_openai_batch.api.exceptions import OpenAIAPIError
 from airflow_provider_openai_batch.api.models import Batch
+from airflow_provider_openai_batch.api.raw_pages import parse_raw_page
 from airflow_provider_openai_batch.api.retry import RetryPolicy
-from airflow_provider_openai_batch.waiting.pages import PageMap, Reading
+from airflow_provider_openai_batch.waiting.pages import PageMap, Reading, parse_batch
 from airflow_provider_openai_batch.waiting.poller import read_batches
 from tests.helpers import WRONG_KEY, make_config
 from tests.unit.many_batches import create_batches, get_requests, list_requests
@@ -135,10 +138,37 @@ async def test_a_list_that_ignores_the_cursor_cannot_loop_the_reading():
     try:
         for _ in range(3):
             reading = await Reading(client, ["batch_1", "batch_elsewhere"], pages=pages, page_budget=50).run()
-            assert {i: b.id for i, b in reading.found.items()} == {
+            assert {i: b.id for i, b in reading.answers().items()} == {
                 "batch_1": "batch_1",
                 "batch_elsewhere": "batch_elsewhere",
             }
             assert reading.page_requests <= 3 and reading.get_requests == 1
     finally:
         await http.aclose()
+
+
+async def test_a_reading_keeps_batches_as_untracked_json_and_parses_only_its_answers(client, batch_ids) -> None:
+    """Kept states are ``bytes`` (no objects for the cyclic collector); answers are real models."""
+    newest, neighbour = batch_ids[-1], batch_ids[-2]
+    noticed: dict[str, bytes] = {}
+    reading = await Reading(client, [newest], page_budget=2, watched=set(batch_ids), notice=noticed.__setitem__).run()
+    assert set(noticed) >= {newest, neighbour}  # a neighbour on the same page is noticed too
+    assert all(type(raw) is bytes and not gc.is_tracked(raw) for raw in noticed.values())
+    assert json.loads(noticed[neighbour])["id"] == neighbour
+    answer = reading.answers()[newest]
+    assert isinstance(answer, Batch) and answer.id == newest
+
+
+def test_a_batch_that_does_not_parse_is_the_answer_for_its_id_only() -> None:
+    error = parse_batch(b'{"id": "batch_1"}')  # no status
+    assert isinstance(error, ValueError) and "status" in str(error)
+    assert parse_batch(b'{"id": "batch_1", "status": "completed"}').status.value == "completed"
+
+
+def test_a_list_body_of_another_shape_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_raw_page(b'{"batches": []}')
+    with pytest.raises(ValueError):
+        parse_raw_page(b'{"data": [{"status": "completed"}]}')  # an item without an id
+    page = parse_raw_page(b'{"object": "list", "data": [{"id": "b2"}, {"id": "b1"}], "has_more": true}')
+    assert [batch_id for batch_id, _ in page.items] == ["b2", "b1"] and page.has_more
