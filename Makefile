@@ -35,7 +35,7 @@ demo: venv
 	$(BIN)/python example_dags/run_demo.py
 
 test-deployment: venv
-	$(BIN)/python tests/deployment/run_deployment.py
+	$(BIN)/python -m tests.deployment.run_deployment
 
 # CeleryExecutor + Postgres + Redis, two workers, two triggerers (installs postgresql/redis-server if missing)
 test-scaleout: venv
@@ -44,7 +44,7 @@ test-scaleout: venv
 # The "OpenAI Batches" page in headless Chromium against a real deployment (Debian's chromium, no download).
 test-ui: venv
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
-	$(BIN)/python tests/deployment/run_ui.py
+	$(BIN)/python -m tests.deployment.run_ui
 
 # The unit tests and the dag.test() subset on each Airflow 3 minor (throwaway venvs in .compat/,
 # pinned by compat/constraints-airflow-3.N.txt). COMPAT_MINORS=3.0,3.3 picks some.
@@ -57,7 +57,7 @@ bench: venv
 # Event-driven completion in a real deployment: watcher restart, webhooks (dag.test() runs no watchers).
 .PHONY: test-events
 test-events: venv
-	$(BIN)/python tests/deployment/run_events.py
+	$(BIN)/python -m tests.deployment.run_events
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

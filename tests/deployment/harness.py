@@ -1,9 +1,12 @@
-"""What the real-deployment scripts share: child processes that are always stopped, the REST API, waiting.
+"""What the real-deployment runners share: child processes that are always stopped, a run's life and
+report, the REST API, waiting.
 
-``run_deployment.py`` (``make test-deployment``) and ``tests/scaleout/run_scaleout.py``
-(``make test-scaleout``) start real servers and Airflow components. Every child leads its own
-process group and carries a marker in its environment, so that a stop (also after a failure, a
-signal or the hard timeout) finds every process this run started and nothing else.
+``tests/deployment/run_deployment.py``, ``run_events.py``, ``run_ui.py`` and
+``tests/scaleout/run_scaleout.py`` start real servers and Airflow components. Every child leads
+its own process group and carries a marker in its environment, so that a stop (also after a
+failure, a signal or the hard timeout) finds every process this run started and nothing else.
+:func:`run_scenario` is each runner's ``main``: temp folder, stop handlers, timed phases, the
+summary; the runner gives only its scenario. The Airflow side lives in ``airflow_deployment.py``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import atexit
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +234,122 @@ def quiet_signals() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     signal.alarm(0)
+
+
+# A run: its report, its phases, its summary
+
+
+@dataclass
+class Report:
+    """What a run found. Every check runs and records its failure, so one run lists every problem."""
+
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    """Detail printed after the figures."""
+
+    def expect(self, condition: Any, message: str) -> bool:
+        """A check whose message says what went wrong: recorded only when it fails."""
+        if not condition:
+            self.failed.append(message)
+            log(f"CHECK FAILED: {message}")
+        return bool(condition)
+
+    def confirm(self, condition: Any, message: str) -> bool:
+        """A check whose message states the fact it proves: listed as passed or failed."""
+        (self.passed if condition else self.failed).append(message)
+        log(("ok: " if condition else "CHECK FAILED: ") + message)
+        return bool(condition)
+
+
+@dataclass
+class Run:
+    """One runner's life: a temp folder, the stack of children, timed phases and what to close at the end."""
+
+    home: Path
+    stack: Stack
+    report: Report = field(default_factory=Report)
+    timings: dict[str, float] = field(default_factory=dict)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+    """Called once after the stop (also after a failure): in-process servers, clients."""
+
+    def phase(self, name: str, step: Callable[[], Any]) -> Any:
+        begin = time.monotonic()
+        log(f"{name} ...")
+        value = step()
+        self.timings[name] = time.monotonic() - begin
+        return value
+
+    def stop(self) -> None:
+        """Stop every child (idempotent); a runner may call it early, to read complete logs after it."""
+        quiet_signals()
+        if self.stack.stopped:
+            return
+        begin = time.monotonic()
+        for note in self.stack.stop():
+            log(note)
+        self.timings["stop"] = time.monotonic() - begin
+
+
+def run_scenario(
+    title: str,
+    scenario: Callable[[Run], Any],
+    *,
+    log_tag: str,
+    home_prefix: str,
+    hard_timeout: float,
+    keep: bool = False,
+) -> int:
+    """A runner's ``main``: run ``scenario`` in a fresh temp folder, stop everything, print the summary.
+
+    The temp folder is removed on success unless ``keep``; it is always kept on failure. Returns the
+    exit code (0 when the scenario finished and no check failed).
+    """
+    LOG_PREFIX[0] = log_tag
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix=home_prefix))
+    run = Run(home=home, stack=Stack(marker=secrets.token_hex(8)))
+    install_stop_handlers(run.stop, hard_timeout)
+    aborted: str | None = None
+    try:
+        log(f"temp folder {home}")
+        scenario(run)
+    except (CheckFailed, Interrupted, Exception) as error:
+        aborted = f"{type(error).__name__}: {error}"
+        log(f"ABORTED: {aborted}")
+        if not isinstance(error, CheckFailed):
+            traceback.print_exc()
+        for component in run.stack.components:
+            print(f"\n----- last lines of {component.name} ({component.log_path}) -----\n{tail(component.log_path)}")
+    finally:
+        run.stop()
+        for close in run.closers:
+            with contextlib.suppress(Exception):
+                close()
+
+    report = run.report
+    ok = aborted is None and not report.failed
+    print(f"\n=== {title} summary ===")
+    for fact in report.passed:
+        print(f"  ok   {fact}")
+    for failure in report.failed:
+        print(f"  FAIL {failure}")
+    if aborted:
+        print(f"  FAIL aborted: {aborted}")
+    if report.figures:
+        print("  figures:")
+        for name, value in report.figures.items():
+            print(f"    {name}: {value}")
+    for line in report.lines:
+        print(f"  {line}")
+    print("  durations: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in run.timings.items()))
+    print(f"  total {time.monotonic() - started:.1f}s -> {'PASSED' if ok else 'FAILED'}")
+    if ok and not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    else:
+        print(f"  temp folder kept at {home}")
+    return 0 if ok else 1
 
 
 # REST API

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from harness import fake_control, log, require
 from playwright.sync_api import BrowserContext, Frame, Page, sync_playwright
+
+from tests.deployment.harness import fake_control, log, require
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

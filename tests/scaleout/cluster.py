@@ -10,40 +10,19 @@ that a dead triggerer, worker or scheduler is noticed in seconds instead of minu
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
-from cryptography.fernet import Fernet
-
-from tests.deployment.harness import (
-    MARKER,
-    Api,
-    Component,
-    Stack,
-    fake_control,
-    first_line,
-    free_port,
-    log,
-    require,
-    run_path,
-    wait_for,
-)
+from tests.deployment.airflow_deployment import AirflowDeployment
+from tests.deployment.harness import log, require, run_path
 from tests.scaleout.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 SECRET = "scaleout-secret-key-do-not-leak-5e1f"
-STARTUP_TIMEOUT = 240.0
 WORKER_CONCURRENCY = 4
 KILL_INPUT = "kill_requests.jsonl"
 """The input file name of the worker-kill DAG: its uploads (and so its batches) on fake b are told apart by it."""
@@ -68,21 +47,10 @@ FAST_FAILOVER = {
 
 
 @dataclass
-class Cluster:
-    home: Path
-    stack: Stack
+class Cluster(AirflowDeployment):
     services: Services | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    fakes: dict[str, str] = field(default_factory=dict)
-    fernet_key: str = ""
-    password: str = ""
-    api_port: int = 0
-    api: Api | None = None
-    generation: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def logs(self) -> Path:
-        return self.home / "component-logs"
+    startup_timeout: ClassVar[float] = 240.0
 
     @property
     def storage(self) -> Path:
@@ -90,164 +58,52 @@ class Cluster:
 
     def prepare(self, services: Services) -> None:
         self.services = services
-        dags = self.home / "dags"
-        dags.mkdir(parents=True)
-        shutil.copy(HERE / "dags" / "scaleout_dags.py", dags / "scaleout_dags.py")
+        self.copy_dags(HERE / "dags" / "scaleout_dags.py")
         self.storage.mkdir()
-        self.password = secrets.token_urlsafe(16)
-        (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}) + "\n")
-        self.fernet_key = Fernet.generate_key().decode()
-        self.api_port = free_port()
-        base_url = f"http://127.0.0.1:{self.api_port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENAI_"))}
-        env.update(
-            {
-                "AIRFLOW_HOME": str(self.home),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-                "PYTHONUNBUFFERED": "1",
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.scaleout.hostname.hostname",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "32",
-                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
-                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-                # Stock Airflow ships False: without it every batch task would hold a worker slot while it waits.
-                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": services.sql_alchemy_conn,
-                "AIRFLOW__CELERY__BROKER_URL": services.broker_url,
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
-                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.api_port),
-                "AIRFLOW__API__BASE_URL": base_url,
-                "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__WORKERS__MISSING_DAG_RETRIES": "0",
-                # A loaded 2-core machine can keep the one api-server busy past the default 5 s.
-                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
-                **FAST_FAILOVER,
-                "OPENAI_BATCH_POLL_INTERVAL": "5",
-                "OPENAI_BATCH_SCALEOUT_STORAGE": self.storage.as_uri(),
-            }
+        self.configure(
+            executor="CeleryExecutor",
+            parallelism=32,
+            database=services.sql_alchemy_conn,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            AIRFLOW__CORE__HOSTNAME_CALLABLE="tests.scaleout.hostname.hostname",
+            AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="32",
+            # Stock Airflow ships False: without it every batch task would hold a worker slot while it waits.
+            AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
+            AIRFLOW__CELERY__BROKER_URL=services.broker_url,
+            AIRFLOW__CELERY__WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+            AIRFLOW__CELERY__SYNC_PARALLELISM="1",
+            AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+            AIRFLOW__WORKERS__MISSING_DAG_RETRIES="0",
+            # A loaded 2-core machine can keep the one api-server busy past the default 5 s.
+            AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="30",
+            **FAST_FAILOVER,
+            OPENAI_BATCH_POLL_INTERVAL="5",
+            OPENAI_BATCH_SCALEOUT_STORAGE=self.storage.as_uri(),
         )
-        self.env = env
 
-    # Fakes
-
-    def start_fakes(self) -> None:
-        for seed, name in enumerate(("a", "b")):
-            data_dir = self.home / f"fake-{name}"
-            data_dir.mkdir()
-            argv = [sys.executable, "-m", "airflow_provider_openai_batch.testing", "--port", str(free_port())]
-            argv += ["--api-key", SECRET, "--seed", str(seed), "--data-dir", str(data_dir)]
-            for option, value in FAKE_TIMINGS.items():
-                argv += [f"--{option}", str(value)]
-            self.stack.start(f"fake-{name}", argv, self.env, self.logs / f"fake-{name}.log")
+    def setup_fakes(self) -> None:
+        self.start_fakes(SECRET, {"a": FAKE_TIMINGS, "b": FAKE_TIMINGS})
         for name in ("a", "b"):
-            out = self.logs / f"fake-{name}.log"
-            self.fakes[name] = wait_for(lambda out=out: self.alive() and first_line(out), 30, f"fake {name}'s URL")
-            conn = {"conn_type": "openai_batch", "password": SECRET, "host": self.fakes[name]}
-            self.env[f"AIRFLOW_CONN_OPENAI_{name.upper()}"] = json.dumps(conn)
-            log(f"fake OpenAI {name} at {self.fakes[name]} (connection openai_{name})")
+            self.connect_fake(name, f"openai_{name}", SECRET)
 
-    def fake(self, name: str, method: str, route: str, body: dict[str, Any] | None = None) -> Any:
-        return fake_control(self.fakes[name], method, route, body)
+    def role_args(self, role: str, host: str, name: str) -> list[str]:
+        if role != "worker":
+            return super().role_args(role, host, name)
+        return [
+            "celery", "worker", "--celery-hostname", f"{host}@scaleout", "--concurrency", str(WORKER_CONCURRENCY),
+            "--skip-serve-logs", "--pid", str(self.home / f"{name}.pid"), "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
 
-    def alive(self) -> bool:
-        self.stack.check_alive()
-        return True
-
-    # Airflow
-
-    def migrate(self) -> None:
-        out = self.logs / "db-migrate.log"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("wb") as handle:
-            result = subprocess.run(
-                [str(BIN / "airflow"), "db", "migrate"],
-                env={**self.env, MARKER: self.stack.marker},
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-                timeout=300,
-                start_new_session=True,
-            )
-        require(result.returncode == 0, f"airflow db migrate failed ({result.returncode}); see {out}")
-
-    def start(self, role: str, number: int = 0) -> Component:
-        """Start one component; ``number`` names a worker or triggerer (``worker-2``)."""
-        host = f"{role}-{number}" if number else role
-        self.generation[host] = self.generation.get(host, 0) + 1
-        name = host if self.generation[host] == 1 else f"{host}.restart{self.generation[host] - 1}"
-        # No log servers: every component writes its task and trigger logs under the one AIRFLOW_HOME,
-        # and the api-server reads them there.
-        args = {
-            "api-server": ["api-server"],
-            "scheduler": ["scheduler", "--skip-serve-logs"],
-            "dag-processor": ["dag-processor"],
-            "triggerer": ["triggerer", "--skip-serve-logs"],
-            "worker": [
-                "celery", "worker", "--celery-hostname", f"{host}@scaleout", "--concurrency", str(WORKER_CONCURRENCY),
-                "--skip-serve-logs", "--pid", str(self.home / f"{name}.pid"), "--without-mingle", "--without-gossip",
-            ],
-        }[role]  # fmt: skip
-        env = {**self.env, "OPENAI_BATCH_SCALEOUT_HOST": host}
-        return self.stack.start(name, [str(BIN / "airflow"), *args], env, self.logs / f"{name}.log")
+    def component_env(self, host: str) -> dict[str, str]:
+        """Each component names itself by this variable (``tests/scaleout/hostname.py``)."""
+        return {**self.env, "OPENAI_BATCH_SCALEOUT_HOST": host}
 
     def start_airflow(self) -> None:
-        for role, number in (("api-server", 0), ("scheduler", 0), ("dag-processor", 0)):
-            self.start(role, number)
+        for role in ("api-server", "scheduler", "dag-processor"):
+            self.start(role)
         for number in (1, 2):
             self.start("worker", number)
             self.start("triggerer", number)
-
-    def component(self, name: str) -> Component:
-        return next(c for c in reversed(self.stack.components) if c.name == name or c.name.startswith(name + "."))
-
-    def connect_api(self) -> Api:
-        api = Api(f"http://127.0.0.1:{self.api_port}")
-
-        def healthy() -> bool:
-            self.stack.check_alive()
-            try:
-                return api.http.get("/api/v2/monitor/health").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, STARTUP_TIMEOUT, "the api-server's health endpoint")
-        api.login("admin", self.password)
-        self.api = api
-        return api
-
-    def wait_for_dags(self, dag_ids: list[str]) -> None:
-        api = self.api
-        assert api is not None
-
-        def parsed() -> bool:
-            self.stack.check_alive()
-            errors = api.get("/importErrors")["import_errors"]
-            require(not errors, f"DAG import errors: {json.dumps(errors)[:2000]}")
-            return all(api.request("GET", f"/dags/{dag_id}").status_code == 200 for dag_id in dag_ids)
-
-        wait_for(parsed, STARTUP_TIMEOUT, "the DAGs to be parsed")
-        for dag_id in dag_ids:
-            response = api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-            require(response.status_code == 200, f"unpause {dag_id} -> {response.status_code} {response.text[:300]}")
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        assert self.api is not None
-        response = self.api.request("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        require(response.status_code == 200, f"trigger {dag_id} -> {response.status_code} {response.text[:300]}")
-        run_id = response.json()["dag_run_id"]
-        log(f"triggered {dag_id}: {run_id}")
-        return run_id
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         assert self.api is not None

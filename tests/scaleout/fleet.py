@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from tests.deployment.harness import log, require, xcom
+from tests.deployment.harness import Report, log, wait_for, xcom
 from tests.scaleout.cluster import KILL_INPUT, Cluster
 from tests.scaleout.observe import Observer, trigger_log_jobs
 
@@ -27,21 +26,6 @@ EVAL_RUNS = (("scaleout_eval_a", "a"), ("scaleout_eval_a", "a"), ("scaleout_eval
 SHARDS = 20
 WAITING_BEFORE_KILL = 20
 FLEET_TIMEOUT = 420.0
-
-
-@dataclass
-class Report:
-    passed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    figures: dict[str, str] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
-    """Detail printed with the figures (who held which trigger)."""
-
-    def expect(self, condition: Any, message: str) -> bool:
-        if not condition:
-            self.failed.append(message)
-            log(f"CHECK FAILED: {message}")
-        return bool(condition)
 
 
 @dataclass
@@ -79,7 +63,7 @@ def start_fleet(cluster: Cluster, observer: Observer) -> FleetOutcome:
             cluster.require_no_failed_run([(d, r) for d, r, _ in out.runs])
         return len(assigned) >= WAITING_BEFORE_KILL and assigned
 
-    assigned = cluster_wait(many_waiting, 300, f"{WAITING_BEFORE_KILL} triggers waiting in the triggerers")
+    assigned = wait_for(many_waiting, 300, f"{WAITING_BEFORE_KILL} triggers waiting in the triggerers", interval=1.0)
     out.before = dict(assigned)
     jobs = observer.triggerer_jobs()
     counts: dict[int, int] = {}
@@ -103,7 +87,7 @@ def start_fleet(cluster: Cluster, observer: Observer) -> FleetOutcome:
         left = [tid for tid in orphans if tid in now and now[tid] not in survivors]
         return not left
 
-    cluster_wait(adopted, 120, "the surviving triggerer to claim the dead one's triggers")
+    wait_for(adopted, 120, "the surviving triggerer to claim the dead one's triggers", interval=1.0)
     out.adopted_after = time.monotonic() - killed_at
     holders_now = {observer.triggers[tid].holders[-1] for tid in orphans}
     out.survivor_job = next((job for job in survivors if job in holders_now), survivors[0])
@@ -132,17 +116,7 @@ def wait_until_all_created(cluster: Cluster, observer: Observer, out: FleetOutco
         cluster.require_no_failed_run([(d, r) for d, r, _ in out.runs])
         return sum(cluster.fake(name, "GET", "stats")["batches_created"] for name in ("a", "b")) >= expected
 
-    cluster_wait(created, 180, f"all {expected} fleet batches to be created")
-
-
-def cluster_wait(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        require(time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(1.0)
+    wait_for(created, 180, f"all {expected} fleet batches to be created", interval=1.0)
 
 
 def count_states(cluster: Cluster, runs: list[tuple[str, str, str]]) -> dict[str, int]:
@@ -253,8 +227,9 @@ def check_failover(cluster: Cluster, observer: Observer, out: FleetOutcome, repo
         seen = observer.triggers[tid]
         path = " -> ".join(jobs.get(job, f"job {job}") for job in seen.holders)
         holders.setdefault(path, []).append(short_task(seen.task, labels))
+    report.lines.append("triggers by triggerer (before -> after the kill):")
     for path, tasks in holders.items():
-        report.lines.append(f"{path}: {len(tasks)} trigger(s): {', '.join(sorted(tasks, key=natural))}")
+        report.lines.append(f"  {path}: {len(tasks)} trigger(s): {', '.join(sorted(tasks, key=natural))}")
 
 
 def run_labels(runs: list[tuple[str, str, str]]) -> dict[str, str]:

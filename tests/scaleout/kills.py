@@ -23,9 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.deployment.harness import log, require, task_log, xcom
+from tests.deployment.harness import Report, log, require, task_log, wait_for, xcom
 from tests.scaleout.cluster import KILL_INPUT, Cluster
-from tests.scaleout.fleet import Report, cluster_wait
 
 DAG = "scaleout_kill"
 KILL_TIMEOUT = 240.0
@@ -76,7 +75,7 @@ def run_kill_case(cluster: Cluster, case: KillCase, tick: Callable[[], Any]) -> 
                           for r in seen)  # fmt: skip
         return ti["hostname"] if started else None
 
-    host = cluster_wait(in_window, 180, f"the {case.name} window of {DAG}")
+    host = wait_for(in_window, 180, f"the {case.name} window of {DAG}", interval=1.0)
     if case.name == "upload":
         time.sleep(3.0)  # past the quick lookup, well inside the 30 s upload
     killed_at = time.monotonic()

@@ -20,140 +20,60 @@ Run from the repository root: ``.venv/bin/python -m tests.scaleout.run_scaleout`
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import sys
-import tempfile
-import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from tests.deployment import harness
-from tests.deployment.harness import (
-    CheckFailed,
-    Interrupted,
-    Stack,
-    install_stop_handlers,
-    log,
-    quiet_signals,
-    tail,
-)
+from tests.deployment.harness import Report, Run, log, run_scenario
 from tests.scaleout import services
 from tests.scaleout.cluster import SECRET, Cluster
-from tests.scaleout.fleet import (
-    BACKFILL,
-    Report,
-    check_fleet,
-    finish_fleet,
-    start_fleet,
-    wait_until_all_created,
-)
+from tests.scaleout.fleet import BACKFILL, check_fleet, finish_fleet, start_fleet, wait_until_all_created
 from tests.scaleout.kills import DAG as KILL_DAG
 from tests.scaleout.kills import run_kills
 from tests.scaleout.observe import Observer, longest_stall
 from tests.scaleout.ui import check_ui
 
-HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_SCALEOUT_TIMEOUT", "900"))
 DAG_IDS = [BACKFILL, "scaleout_eval_a", "scaleout_eval_b", "scaleout_kill"]
 
 
+def scenario(run: Run) -> None:
+    home, stack, report, phase = run.home, run.stack, run.report, run.phase
+    cluster = Cluster(home=home, stack=stack, report=report)
+    run.closers.append(lambda: cluster.api and cluster.api.close())
+    installed = phase("debian packages", services.ensure_packages)
+    if installed:
+        log(f"installed {installed}")
+    pg_port = phase("postgres", lambda: services.start_postgres(stack, cluster.logs, home / "postgres"))
+    redis_port = phase("redis", lambda: services.start_redis(stack, cluster.logs, home / "redis"))
+    db = services.Services(pg_port, redis_port)
+    cluster.prepare(db)
+    phase("fake servers", cluster.setup_fakes)
+    phase("db migrate", cluster.migrate)
+    phase("start airflow", cluster.start_airflow)
+    phase("api-server up", cluster.connect_api)
+    phase("dags parsed", lambda: cluster.wait_for_dags(DAG_IDS))
+    observer = Observer(db.connect, cluster.fernet_key)
+    run.closers.insert(0, observer.close)
+    outcome = phase("fleet: a starts, b, d", lambda: start_fleet(cluster, observer))
+    phase("fleet: all batches created", lambda: wait_until_all_created(cluster, observer, outcome))
+    # While the fleet's batches run (3 minutes each), on fake b, whose fleet batches all exist.
+    cases = phase("scenario c (worker kills)", lambda: run_kills(cluster, report, observer.sample))
+    phase("fleet: a completes", lambda: finish_fleet(cluster, observer, outcome))
+    phase("checks (fleet)", lambda: check_fleet(cluster, observer, outcome, report))
+    made = {**outcome.batch_ids, **{(KILL_DAG, c.run_id): {b["id"] for b in c.batches} for c in cases}}
+    phase("checks (ui page)", lambda: check_ui(cluster, made, report))
+    observer.close()
+    run.stop()
+    phase("checks (logs)", lambda: check_logs(cluster, report))
+
+
 def main() -> int:
-    harness.LOG_PREFIX[0] = "scaleout"
-    started = time.monotonic()
-    keep = os.environ.get("OPENAI_BATCH_SCALEOUT_KEEP") == "1"
-    home = Path(tempfile.mkdtemp(prefix="openai-batch-scaleout-"))
-    stack = Stack(marker=secrets.token_hex(8))
-    cluster = Cluster(home=home, stack=stack)
-    report = Report()
-    timings: dict[str, float] = {}
-    observer: Observer | None = None
-    aborted: str | None = None
-
-    def stop_everything() -> None:
-        quiet_signals()
-        if stack.stopped:
-            return
-        begin = time.monotonic()
-        for note in stack.stop():
-            log(note)
-        timings["stop"] = time.monotonic() - begin
-
-    install_stop_handlers(stop_everything, HARD_TIMEOUT)
-
-    def phase(name: str, step: Callable[[], Any]) -> Any:
-        begin = time.monotonic()
-        log(f"{name} ...")
-        value = step()
-        timings[name] = time.monotonic() - begin
-        return value
-
-    try:
-        log(f"temp folder {home}")
-        installed = phase("debian packages", services.ensure_packages)
-        if installed:
-            log(f"installed {installed}")
-        logs = cluster.logs
-        pg_port = phase("postgres", lambda: services.start_postgres(stack, logs, home / "postgres"))
-        redis_port = phase("redis", lambda: services.start_redis(stack, logs, home / "redis"))
-        db = services.Services(pg_port, redis_port)
-        cluster.prepare(db)
-        phase("fake servers", cluster.start_fakes)
-        phase("db migrate", cluster.migrate)
-        phase("start airflow", cluster.start_airflow)
-        phase("api-server up", cluster.connect_api)
-        phase("dags parsed", lambda: cluster.wait_for_dags(DAG_IDS))
-        observer = Observer(db.connect, cluster.fernet_key)
-        outcome = phase("fleet: a starts, b, d", lambda: start_fleet(cluster, observer))
-        phase("fleet: all batches created", lambda: wait_until_all_created(cluster, observer, outcome))
-        # While the fleet's batches run (3 minutes each), on fake b, whose fleet batches all exist.
-        cases = phase("scenario c (worker kills)", lambda: run_kills(cluster, report, observer.sample))
-        phase("fleet: a completes", lambda: finish_fleet(cluster, observer, outcome))
-        phase("checks (fleet)", lambda: check_fleet(cluster, observer, outcome, report))
-        made = {**outcome.batch_ids, **{(KILL_DAG, c.run_id): {b["id"] for b in c.batches} for c in cases}}
-        phase("checks (ui page)", lambda: check_ui(cluster, made, report))
-        observer.close()
-        stop_everything()
-        phase("checks (logs)", lambda: check_logs(cluster, report))
-    except (CheckFailed, Interrupted, Exception) as error:
-        aborted = f"{type(error).__name__}: {error}"
-        log(f"ABORTED: {aborted}")
-        if not isinstance(error, CheckFailed):
-            traceback.print_exc()
-        for component in stack.components:
-            print(f"\n----- last lines of {component.name} ({component.log_path}) -----\n{tail(component.log_path)}")
-    finally:
-        if observer is not None:
-            observer.close()
-        stop_everything()
-        if cluster.api is not None:
-            cluster.api.close()
-
-    ok = aborted is None and not report.failed
-    wall = time.monotonic() - started
-    print("\n=== test-scaleout summary ===")
-    for fact in report.passed:
-        print(f"  ok   {fact}")
-    for failure in report.failed:
-        print(f"  FAIL {failure}")
-    if aborted:
-        print(f"  FAIL aborted: {aborted}")
-    print("  figures:")
-    print(f"    wall time: {wall:.0f} s")
-    for name, value in report.figures.items():
-        print(f"    {name}: {value}")
-    if report.lines:
-        print("  triggers by triggerer (before -> after the kill):")
-        for line in report.lines:
-            print(f"    {line}")
-    print("  durations: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
-    print(f"  total {wall:.1f}s -> {'PASSED' if ok else 'FAILED'}")
-    if ok and not keep:
-        shutil.rmtree(home, ignore_errors=True)
-    else:
-        print(f"  temp folder kept at {home}")
-    return 0 if ok else 1
+    return run_scenario(
+        "test-scaleout",
+        scenario,
+        log_tag="scaleout",
+        home_prefix="openai-batch-scaleout-",
+        hard_timeout=float(os.environ.get("OPENAI_BATCH_SCALEOUT_TIMEOUT", "900")),
+        keep=os.environ.get("OPENAI_BATCH_SCALEOUT_KEEP") == "1",
+    )
 
 
 def check_logs(cluster: Cluster, report: Report) -> None:

@@ -8,8 +8,8 @@ with the DAG run that made it.
 
 from __future__ import annotations
 
+from tests.deployment.harness import Report
 from tests.scaleout.cluster import Cluster
-from tests.scaleout.fleet import Report
 
 
 def check_ui(cluster: Cluster, expected: dict[tuple[str, str], set[str]], report: Report) -> None:

@@ -17,9 +17,15 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from tests.deployment.airflow_deployment import BLOCKED_WARNING
+from tests.deployment.harness import Api, wait_for
+
+if TYPE_CHECKING:
+    from tests.deployment.run_deployment import Deployment
 
 DAG_ID = "openai_batch_fleet"
 CONN_ENV = "AIRFLOW_CONN_OPENAI_FLEET"
@@ -82,3 +88,34 @@ def summary(counts: list[int], stats: dict[str, Any], startup_blocks: int) -> st
         f"(limit {LIMIT}); the fleet's fake saw {pages} list pages and {gets} single GETs in all; no blocked-loop "
         f"warning while they polled ({startup_blocks} while Airflow started the 200 start-from-trigger tasks)"
     )
+
+
+def check_fleet(dep: Deployment, api: Api) -> None:
+    """200 batches waiting in the one triggerer: requests per poll interval from the fleet fake's log.
+
+    After the other checks: the 200 tasks start in the triggerer only now, so the blocked-loop
+    warnings of Airflow's start-from-trigger start-up stay out of check_triggerer's verdict.
+    """
+    triggerer_log = dep.logs / "triggerer.log"
+    before_fleet = triggerer_log.stat().st_size
+    dep.trigger(DAG_ID)
+    dep.runs.pop(DAG_ID)  # its batches never finish, and its XComs are none
+
+    def all_polled() -> bool:
+        dep.stack.check_alive()
+        return polled_triggers(dep.home) >= BATCHES
+
+    wait_for(all_polled, 150, f"{BATCHES} fleet triggers running and polled once", interval=1.0)
+    polling_from = triggerer_log.stat().st_size
+    root = dep.fakes["fleet"].removesuffix("/v1")
+    counts = requests_per_interval(root)
+    stats = dep.fake("fleet", "GET", "stats")
+    raw = triggerer_log.read_bytes()
+    startup = raw[before_fleet:polling_from].decode(errors="replace").count(BLOCKED_WARNING)
+    polling = raw[polling_from:].decode(errors="replace")
+    blocked = [line for line in polling.splitlines() if BLOCKED_WARNING in line]
+    ok = dep.expect(0 < max(counts) <= LIMIT, f"fleet: requests per interval {counts}, limit {LIMIT}")
+    ok &= dep.expect(stats["auth_failures"] == 0, "the fleet's fake saw a wrong API key")
+    ok &= dep.expect(not blocked, f"the triggerer's loop was blocked while the fleet polled: {blocked[:3]}")
+    if ok:
+        dep.report.passed.append(summary(counts, stats, startup))
