@@ -228,8 +228,8 @@ class AirflowDeployment:
         self.api = api
         return api
 
-    def wait_for_dags(self, dag_ids: list[str]) -> None:
-        """Until every DAG is parsed (an import error fails at once), then unpause them."""
+    def wait_for_dags(self, dag_ids: list[str], *, unpause: bool = True) -> None:
+        """Until every DAG is parsed (an import error fails at once), then unpause them (unless told not to)."""
         api = self.api
         assert api is not None
 
@@ -240,9 +240,13 @@ class AirflowDeployment:
             return all(api.request("GET", f"/dags/{dag_id}").status_code == 200 for dag_id in dag_ids)
 
         wait_for(parsed, self.startup_timeout, "the DAGs to be parsed")
-        for dag_id in dag_ids:
-            response = api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-            require(response.status_code == 200, f"unpause {dag_id} -> {response.status_code} {response.text[:300]}")
+        for dag_id in dag_ids if unpause else ():
+            self.unpause(dag_id)
+
+    def unpause(self, dag_id: str) -> None:
+        assert self.api is not None
+        response = self.api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        require(response.status_code == 200, f"unpause {dag_id} -> {response.status_code} {response.text[:300]}")
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         assert self.api is not None

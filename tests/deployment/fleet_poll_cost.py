@@ -98,6 +98,7 @@ def check_fleet(dep: Deployment, api: Api) -> None:
     """
     triggerer_log = dep.logs / "triggerer.log"
     before_fleet = triggerer_log.stat().st_size
+    dep.unpause(DAG_ID)
     dep.trigger(DAG_ID)
     dep.runs.pop(DAG_ID)  # its batches never finish, and its XComs are none
 
