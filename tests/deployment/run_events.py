@@ -61,7 +61,7 @@ class EventsDeployment(AirflowDeployment):
         self.fake_server = FakeOpenAIServer(
             api_key=KEY, validating_seconds=1, in_progress_seconds=3, finalizing_seconds=0.5, data_dir=self.home
         ).start()
-        self.fakes["events"] = self.fakes["events"]
+        self.fakes["events"] = self.fake_server.url
         self.connect_fake("events", "openai_events", KEY, {"max_retries": 2})
         self.connect_fake("events", "openai_hooks", KEY, {"max_retries": 2, "webhook_secret": TEST_WEBHOOK_SECRET})
 
