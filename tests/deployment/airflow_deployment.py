@@ -31,8 +31,6 @@ from tests.deployment.harness import (
     Component,
     Report,
     Stack,
-    fake_control,
-    first_line,
     free_port,
     log,
     require,
@@ -256,3 +254,20 @@ class AirflowDeployment:
         log(f"triggered {dag_id}: {run_id}")
         self.runs[dag_id] = run_id
         return run_id
+
+
+def first_line(path: Path) -> str | None:
+    """The URL a bundled fake server prints first, once it is written."""
+    with contextlib.suppress(FileNotFoundError):
+        text = path.read_text(errors="replace")
+        if "\n" in text:
+            line = text.split("\n", 1)[0].strip()
+            return line if line.startswith("http") else None
+    return None
+
+
+def fake_control(url: str, method: str, route: str, body: dict[str, Any] | None = None) -> Any:
+    """Call a bundled fake server's ``/_fake/<route>`` control route (no auth, never faulted)."""
+    response = httpx.request(method, f"{url.removesuffix('/v1')}/_fake/{route}", json=body, timeout=30)
+    require(response.status_code == 200, f"{method} /_fake/{route} -> {response.status_code} {response.text}")
+    return response.json()

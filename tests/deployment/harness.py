@@ -71,16 +71,6 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def first_line(path: Path) -> str | None:
-    """The URL a bundled fake server prints first, once it is written."""
-    with contextlib.suppress(FileNotFoundError):
-        text = path.read_text(errors="replace")
-        if "\n" in text:
-            line = text.split("\n", 1)[0].strip()
-            return line if line.startswith("http") else None
-    return None
-
-
 def last_lines(text: str, lines: int) -> str:
     return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
@@ -298,15 +288,19 @@ def run_scenario(
     *,
     log_tag: str,
     home_prefix: str,
-    hard_timeout: float,
-    keep: bool = False,
+    timeout_variable: str,
+    default_timeout: float,
+    keep_variable: str | None = None,
 ) -> int:
     """A runner's ``main``: run ``scenario`` in a fresh temp folder, stop everything, print the summary.
 
-    The temp folder is removed on success unless ``keep``; it is always kept on failure. Returns the
-    exit code (0 when the scenario finished and no check failed).
+    The hard limit in seconds is ``$timeout_variable`` (else ``default_timeout``). The temp folder is
+    removed on success unless ``$keep_variable`` is 1; it is always kept on failure. Returns the exit
+    code (0 when the scenario finished and no check failed).
     """
     LOG_PREFIX[0] = log_tag
+    hard_timeout = float(os.environ.get(timeout_variable, default_timeout))
+    keep = keep_variable is not None and os.environ.get(keep_variable) == "1"
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix=home_prefix))
     run = Run(home=home, stack=Stack(marker=secrets.token_hex(8)))
@@ -391,10 +385,3 @@ def task_log(api: Api, dag_id: str, run_id: str, task_id: str, try_number: int =
     params = {"full_content": "true", **({"map_index": str(map_index)} if map_index >= 0 else {})}
     body = api.get(path, params=params, headers={"Accept": "application/json"})
     return "\n".join(entry if isinstance(entry, str) else json.dumps(entry) for entry in body["content"])
-
-
-def fake_control(url: str, method: str, route: str, body: dict[str, Any] | None = None) -> Any:
-    """Call a bundled fake server's ``/_fake/<route>`` control route (no auth, never faulted)."""
-    response = httpx.request(method, f"{url.removesuffix('/v1')}/_fake/{route}", json=body, timeout=30)
-    require(response.status_code == 200, f"{method} /_fake/{route} -> {response.status_code} {response.text}")
-    return response.json()

@@ -37,7 +37,6 @@ Run from the repository root: ``.venv/bin/python -m tests.deployment.run_deploym
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sqlite3
 import sys
@@ -369,8 +368,9 @@ def main() -> int:
         scenario,
         log_tag="deploy",
         home_prefix="openai-batch-deploy-",
-        hard_timeout=float(os.environ.get("OPENAI_BATCH_DEPLOY_TIMEOUT", "900")),
-        keep=os.environ.get("OPENAI_BATCH_DEPLOY_KEEP") == "1",
+        timeout_variable="OPENAI_BATCH_DEPLOY_TIMEOUT",
+        default_timeout=900,
+        keep_variable="OPENAI_BATCH_DEPLOY_KEEP",
     )
 
 

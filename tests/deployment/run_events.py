@@ -23,7 +23,6 @@ Run from the repository root: ``.venv/bin/python -m tests.deployment.run_events`
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ from tests.deployment.harness import Component, Run, log, require, run_scenario,
 HERE = Path(__file__).resolve().parent
 KEY = "events-deploy-key-do-not-leak-5e1b"
 POLLED, HOOKED = "events_consume_polled", "events_consume_webhooks"
-HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_DEPLOY_TIMEOUT", "480"))
 STATE_KEY = "openai_batch.watch"
 FIGURES = HERE.parents[1] / "benchmarks" / ".data" / "events_figures.json"
 """Where the measured webhook latency is left for ``make bench`` (benchmarks/fleet_watch.py)."""
@@ -246,8 +244,9 @@ def main() -> int:
         scenario,
         log_tag="events",
         home_prefix="openai-batch-events-",
-        hard_timeout=HARD_TIMEOUT,
-        keep=os.environ.get("OPENAI_BATCH_DEPLOY_KEEP") == "1",
+        timeout_variable="OPENAI_BATCH_DEPLOY_TIMEOUT",
+        default_timeout=480,
+        keep_variable="OPENAI_BATCH_DEPLOY_KEEP",
     )
 
 

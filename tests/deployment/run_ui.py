@@ -28,7 +28,6 @@ from tests.deployment.harness import Api, Run, log, require, run_path, run_scena
 from tests.deployment.run_deployment import HERE, REPO, SECRET, Deployment
 from tests.deployment.ui_browser import check_pages
 
-HARD_TIMEOUT = float(os.environ.get("OPENAI_BATCH_UI_TIMEOUT", "480"))
 OUTPUT = Path(os.environ.get("OPENAI_BATCH_UI_OUTPUT", REPO / "test-output" / "ui"))
 DAGS = ["ui_token_limit", "ui_completed_with_failures", "ui_in_flight", "ui_to_expire", "ui_to_cancel"]
 PLANTED_ERROR = "<script>window.__planted = 'error'</script> Enqueued token limit reached"
@@ -137,7 +136,14 @@ def scenario(run: Run) -> None:
 
 
 def main() -> int:
-    return run_scenario("test-ui", scenario, log_tag="ui", home_prefix="openai-batch-ui-", hard_timeout=HARD_TIMEOUT)
+    return run_scenario(
+        "test-ui",
+        scenario,
+        log_tag="ui",
+        home_prefix="openai-batch-ui-",
+        timeout_variable="OPENAI_BATCH_UI_TIMEOUT",
+        default_timeout=480,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from urllib.parse import quote
 import httpx
 from playwright.sync_api import BrowserContext, Frame, Page, sync_playwright
 
-from tests.deployment.harness import fake_control, log, require
+from tests.deployment.airflow_deployment import fake_control
+from tests.deployment.harness import log, require
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

@@ -9,7 +9,7 @@ shards and landed results go through ObjectStoragePath to a shared storage root 
 b: a triggerer SIGKILLed while 20+ batches wait; d: the scheduler SIGKILLed and restarted) and
 ``kills.py`` (c: a Celery worker SIGKILLed during an upload and during a create whose response is
 lost), checks that the "OpenAI Batches" page's API lists every batch under its DAG run, and prints
-the figures: wall time, batches and uploads against the expected counts, API
+the total time and the figures: batches and uploads against the expected counts, API
 requests per batch, the longest triggerer loop stall, which triggerer ran which trigger.
 
 Run from the repository root: ``.venv/bin/python -m tests.scaleout.run_scaleout``. Environment:
@@ -19,7 +19,6 @@ Run from the repository root: ``.venv/bin/python -m tests.scaleout.run_scaleout`
 
 from __future__ import annotations
 
-import os
 import sys
 
 from tests.deployment.harness import Report, Run, log, run_scenario
@@ -71,8 +70,9 @@ def main() -> int:
         scenario,
         log_tag="scaleout",
         home_prefix="openai-batch-scaleout-",
-        hard_timeout=float(os.environ.get("OPENAI_BATCH_SCALEOUT_TIMEOUT", "900")),
-        keep=os.environ.get("OPENAI_BATCH_SCALEOUT_KEEP") == "1",
+        timeout_variable="OPENAI_BATCH_SCALEOUT_TIMEOUT",
+        default_timeout=900,
+        keep_variable="OPENAI_BATCH_SCALEOUT_KEEP",
     )
 
 
