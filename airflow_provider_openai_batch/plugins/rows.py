@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from airflow_provider_openai_batch.api.statuses import BatchStatus
 from airflow_provider_openai_batch.plugins.live import Known
 from airflow_provider_openai_batch.plugins.records import BatchRecord
 
-IN_FLIGHT = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+IN_FLIGHT = frozenset(status.value for status in BatchStatus if not status.is_terminal)
+"""The API's statuses that can still change (the complement of the one terminal set)."""
 FIRST_ERRORS = 3
 LIKELY_TO_EXPIRE_WINDOW_LEFT = 0.10
 LIKELY_TO_EXPIRE_DONE = 0.50

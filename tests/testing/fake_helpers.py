@@ -5,15 +5,37 @@ The manual clock, ``chat_line`` and the constants come from ``tests.helpers`` an
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 
 from tests.helpers import CHAT, START, ManualClock, chat_line
 
-__all__ = ["CHAT", "DROPPED", "START", "Api", "ManualClock", "chat_line", "jsonl", "read_jsonl"]
+__all__ = ["CHAT", "DROPPED", "START", "Api", "ManualClock", "chat_line", "fake_cli", "jsonl", "read_jsonl"]
+
+
+@contextlib.contextmanager
+def fake_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m airflow_provider_openai_batch.testing --port 0 ARGS``: the process and the URL it prints
+    first. The test stops it (and reads its exit); one still running at the end is killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_openai_batch.testing", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process, process.stdout.readline().strip()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def jsonl(lines: Iterable[dict[str, Any] | str]) -> bytes:

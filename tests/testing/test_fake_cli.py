@@ -8,19 +8,12 @@ import sys
 
 import httpx
 import pytest
+from fake_helpers import fake_cli
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_module_serves_until_interrupted(stop_signal: signal.Signals) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_openai_batch.testing", "--port", "0", "--api-key", "sk-cli"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    with fake_cli("--api-key", "sk-cli") as (process, url):
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith("/v1")
         with httpx.Client(base_url=url) as client:
@@ -28,10 +21,6 @@ def test_module_serves_until_interrupted(stop_signal: signal.Signals) -> None:
             assert client.get("/batches", headers={"Authorization": "Bearer other"}).status_code == 401
         process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
     assert process.returncode == 0, stderr
     assert "sk-cli" not in stderr

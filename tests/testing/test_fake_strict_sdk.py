@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from fake_helpers import CHAT, ManualClock, chat_line, jsonl
+from fake_helpers import CHAT, ManualClock, chat_line, fake_cli, jsonl
 
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
 from airflow_provider_openai_batch.testing.models import DEFAULT_MODELS
@@ -330,15 +328,7 @@ def test_every_model_this_repo_uses_is_known() -> None:
 )
 def test_cli_model_flags(tmp_path: Path, flags: list[str], model: str, status: str) -> None:
     timings = ["--validating-seconds", "0", "--in-progress-seconds", "0", "--finalizing-seconds", "0"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_openai_batch.testing", "--port", "0", *timings, *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    with fake_cli(*timings, *flags) as (process, url):
         with openai.OpenAI(api_key="sk-test", base_url=url, max_retries=0) as sdk:
             batch = sdk.batches.retrieve(submit(sdk, tmp_path, [chat_line("a", model=model)], CHAT))
             for _ in range(500):
@@ -348,10 +338,6 @@ def test_cli_model_flags(tmp_path: Path, flags: list[str], model: str, status: s
                 batch = sdk.batches.retrieve(batch.id)
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
     assert batch.status == status
     if status == "failed":

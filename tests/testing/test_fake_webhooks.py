@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_helpers import START, Api, ManualClock, chat_line, jsonl
+from fake_helpers import START, Api, ManualClock, chat_line, fake_cli, jsonl
 
 from airflow_provider_openai_batch.api.webhook_signature import WebhookVerificationError, verify
 from airflow_provider_openai_batch.testing import FakeOpenAIServer
@@ -155,39 +153,12 @@ def test_no_url_no_webhooks(receiver: Receiver):
 
 
 def test_cli_flags_turn_webhooks_on(receiver: Receiver):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_openai_batch.testing",
-            "--port",
-            "0",
-            "--validating-seconds",
-            "0",
-            "--in-progress-seconds",
-            "0",
-            "--finalizing-seconds",
-            "0",
-            "--webhook-url",
-            receiver.url,
-            "--webhook-duplicates",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    timings = ["--validating-seconds", "0", "--in-progress-seconds", "0", "--finalizing-seconds", "0"]
+    with fake_cli(*timings, "--webhook-url", receiver.url, "--webhook-duplicates", "1") as (process, url):
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer sk-any"}) as client:
             batch_id = created(Api(client))[0]
         got = receiver.wait_for(2)
         assert {r["event"]["data"]["id"] for r in got} == {batch_id} and all(r["valid"] for r in got)
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0
